@@ -1,0 +1,43 @@
+"""The public Python API: train, evaluate, load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tunelab.config import RunConfig, load_config
+from tunelab.evaluation.plots import save_figure
+from tunelab.evaluation.summary import eval_report
+from tunelab.predictor import Predictor
+from tunelab.rundir import write_json, write_text
+from tunelab.runner import RunResult, train_run
+from tunelab.tasks.base import EvalResult
+
+
+def train(config: RunConfig | str | Path, overrides: list[str] | None = None,
+          resume: bool = False, overwrite: bool = False) -> RunResult:
+    """Fine-tune as the config says; returns the run directory, metrics and report."""
+    if not isinstance(config, RunConfig):
+        config = load_config(Path(config), overrides)
+    return train_run(config, resume=resume, overwrite=overwrite)
+
+
+def load(run: str | Path) -> Predictor:
+    """A trained run, ready for `.predict(texts)` and `.evaluate(file)`."""
+    return Predictor(run)
+
+
+def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = None
+             ) -> tuple[EvalResult, Path]:
+    """Score a run on a labelled file; writes report.txt, metrics.json and plots under
+    RUN/eval/<file name>/ and returns the result and that folder."""
+    predictor = Predictor(run)
+    result = predictor.evaluate(data, overrides)
+    out = predictor.run_dir / "eval" / re.sub(r"[^\w.-]+", "_", Path(data).name)
+    report = eval_report(str(predictor.run_dir), str(data), result.metrics, result.report)
+    write_json(out / "metrics.json", {"data": str(data), **result.metrics})
+    write_text(out / "report.txt", report)
+    for name, draw in result.figures.items():
+        save_figure(out / name, draw)
+    result.report = report
+    return result, out

@@ -1,0 +1,155 @@
+"""The `tunelab` command line: parse, call the API, print. Input errors exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tunelab.errors import DataError, TunelabError
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set training.lr=3e-5 (repeatable)"),
+]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config")] = Path("config.yaml"),
+    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+) -> None:
+    """Write a commented example config."""
+    from tunelab.rundir import write_text
+
+    if path.exists() and not force:
+        raise TunelabError(f"{path} already exists; pass --force to replace it")
+    write_text(path, files("tunelab").joinpath("templates/config.yaml").read_text("utf-8"))
+    out.print(f"wrote {path}; edit data.train, then run: tunelab train {path}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML)")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory")] = False,
+) -> None:
+    """Fine-tune a model as the config says, then print the evaluation report."""
+    from tunelab.config import load_config
+
+    cfg = load_config(config, set_)
+    _quiet_libraries()
+    from tunelab.api import train as run_training
+
+    result = run_training(cfg, resume=resume, overwrite=overwrite)
+    out.print(result.report, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"run written to {result.run_dir}")
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    data: Annotated[Path, typer.Option(help="Labelled file to score the run on")],
+    set_: SetOption = None,
+) -> None:
+    """Score a trained run on any labelled file (read with the run's column mapping)."""
+    _quiet_libraries()
+    from tunelab.api import evaluate as run_eval
+
+    result, folder = run_eval(run, data, set_)
+    out.print(result.report, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"written to {folder}")
+
+
+def _read_inputs(path: Path, column: str | None, run: Path) -> list[str]:
+    from tunelab.data.readers import SUFFIX_FORMATS, read_table, read_text
+    from tunelab.predictor import run_text_column
+
+    if path.suffix.lower() not in SUFFIX_FORMATS:  # plain text: one input per line
+        return [line for line in read_text(path).splitlines() if line.strip()]
+    table = read_table(path)
+    name = column or run_text_column(run)
+    if name not in table.columns:
+        raise DataError(f"{path}: no column '{name}'; the file has columns: "
+                        f"{', '.join(table.columns)}; pass --text-column")
+    texts = [str(row.get(name) or "") for row in table.rows]
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"{table.where(i)}: empty text in column '{name}'; fill it in")
+    return texts
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help=".txt (a text per line), "
+                                                ".csv, .tsv or .jsonl")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write JSON lines here")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column of --input with the text")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Predict labels and per-class probabilities for texts or a file."""
+    from tunelab.rundir import write_jsonl
+
+    if not texts and input_ is None:
+        raise TunelabError("give texts to classify, or --input FILE")
+    inputs = list(texts or []) + (_read_inputs(input_, text_column, run) if input_ else [])
+    _quiet_libraries()
+    from tunelab.api import load
+
+    predictions = load(run).predict(inputs, batch_size=batch_size)
+    rows = [{"text": text, **pred} for text, pred in zip(inputs, predictions, strict=True)]
+    if output is not None:
+        write_jsonl(output, rows)
+        out.print(f"wrote {len(rows)} predictions to {output}")
+    else:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TunelabError as error:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Exit):
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The run config: pydantic models, YAML in and out, dotted overrides, and validation.
+
+The config is the single source of truth for a run. Unknown keys are errors that
+name the closest valid key; bad values are errors that name the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tunelab import registry
+from tunelab.errors import ConfigError, did_you_mean
+
+
+# Header-less files name their columns by position: `text_column: 0`.
+Column = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "minilm-l6"
+    allow_network: bool = False
+    dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
+
+
+class TaskConfig(Section):
+    type: str = "text-classification"
+    multi_label: bool = False
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+    @field_validator("type")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        return registry.tasks.check(value)
+
+
+class DataConfig(Section):
+    train: Path
+    dev: Path | None = None
+    test: Path | None = None
+    format: str = "auto"
+    header: bool = True
+    text_column: Column = "text"
+    text_pair_column: Column | None = None
+    label_column: Column = "label"
+    label_separator: str = "|"
+    dev_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    max_length: int = Field(default=128, ge=8, le=8192)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return value if value == "auto" else registry.readers.check(value)
+
+
+class EarlyStoppingConfig(Section):
+    enabled: bool = True
+    metric: str | None = None
+    patience: int = Field(default=2, ge=1)
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(default=3.0, gt=0.0)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    lr: float = Field(default=5e-5, gt=0.0, lt=1.0)
+    scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+        "constant_with_warmup", "inverse_sqrt",
+    ] = "linear"
+    warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    eval_every: Literal["epoch"] | int = "epoch"
+    group_by_length: bool = True
+    logging_steps: int = Field(default=50, ge=1)
+    save_total_limit: int = Field(default=2, ge=1)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+    @field_validator("eval_every")
+    @classmethod
+    def _positive_steps(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'epoch' or a positive number of steps")
+        return value
+
+
+class EvaluationConfig(Section):
+    baselines: bool = True
+    probe_max_examples: int = Field(default=2000, ge=10)
+    error_samples: int = Field(default=50, ge=0)
+
+
+class MethodConfig(BaseModel):
+    """`name` picks a registered method; the other keys are that method's options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "full"
+
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        return registry.methods.check(value)
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> MethodConfig:
+        options_cls = registry.methods.get(self.name).Options
+        try:
+            validated = options_cls(**(self.model_extra or {}))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+        for key, value in validated.model_dump().items():
+            setattr(self, key, value)
+        return self
+
+    @property
+    def options(self) -> BaseModel:
+        return registry.methods.get(self.name).Options(**(self.model_extra or {}))
+
+
+class RunConfig(Section):
+    name: str = "run"
+    output_dir: Path = Path("runs")
+    seed: int = 42
+    threads: int | None = Field(default=None, ge=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json")
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) -> None:
+    """Reject unknown keys, naming the closest valid one. Pydantic alone says only 'extra'."""
+    if not isinstance(raw, dict):
+        return
+    fields = model_cls.model_fields
+    allowed = set(fields)
+    if model_cls is MethodConfig:
+        name = raw.get("name", "full")
+        if name in registry.methods:
+            allowed |= set(registry.methods.get(name).Options.model_fields)
+    for key, value in raw.items():
+        where = f"{prefix}{key}"
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key '{where}'{did_you_mean(str(key), allowed)}; "
+                f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        if key in fields:
+            annotation = fields[key].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                _check_keys(value, annotation, f"{where}.", source)
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
+    got = first.get("input")
+    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {where}: {message}{got_text}; fix this value in the config"
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set a.b.c=value` override to a raw config dict; the value is parsed as YAML."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, for example training.lr=3e-5")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if isinstance(child, str) and part == "method":
+            child = node[part] = {"name": child}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def parse_config(raw: Any, source: str = "config") -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (model, data, training ...)")
+    _check_keys(raw, RunConfig, "", source)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; create one with `tunelab init {path}`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8; re-save the config as UTF-8") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{line}: {problem}; fix the YAML syntax") from None
+    return raw or {}
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    raw = read_yaml(path)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    return parse_config(raw, source=str(path))

@@ -1,0 +1,51 @@
+"""Figures written as PNG: training curves, and a helper that saves any figure atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tunelab.rundir import atomic_path  # noqa: E402
+
+
+def save_figure(path: Path, draw: Callable[[Any], None]) -> None:
+    fig = plt.figure()
+    try:
+        draw(fig)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str) -> None:
+    """Training loss, dev loss and the dev metric against the optimizer step."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    dev_loss = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    dev_metric = [(e["step"], e[f"eval_{metric}"]) for e in log_history if f"eval_{metric}" in e]
+    fig.set_size_inches(10, 4)
+    left, right = fig.subplots(1, 2)
+    if train:
+        left.plot(*zip(*train, strict=True), label="train loss", alpha=0.8)
+    if dev_loss:
+        left.plot(*zip(*dev_loss, strict=True), "o-", label="dev loss")
+    left.set_xlabel("step")
+    left.set_ylabel("loss")
+    left.set_title("Loss")
+    left.legend()
+    if dev_metric:
+        right.plot(*zip(*dev_metric, strict=True), "o-", color="tab:green")
+        best = max(dev_metric, key=lambda point: point[1])
+        right.annotate(f"best {best[1]:.4f}", best, textcoords="offset points", xytext=(0, 8),
+                       ha="center")
+    right.set_xlabel("step")
+    right.set_ylabel(metric)
+    right.set_title(f"Dev {metric}")
+    right.grid(alpha=0.3)
+    fig.tight_layout()

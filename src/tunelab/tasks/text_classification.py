@@ -1,0 +1,259 @@
+"""Text classification: single-label (softmax) or multi-label (sigmoid with a threshold),
+on one text or a text pair."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tunelab.config import RunConfig
+from tunelab.data.readers import Table
+from tunelab.errors import DataError, did_you_mean
+from tunelab.evaluation import classification as scores
+from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
+from tunelab.tasks.base import EvalResult, Task, batched_logits
+
+
+@dataclass
+class TextExamples:
+    source: str
+    lines: list[int]
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[Any]  # a label per example, or a list of labels when multi-label
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> TextExamples:
+        return TextExamples(
+            self.source, [self.lines[i] for i in indices], [self.texts[i] for i in indices],
+            [self.pairs[i] for i in indices] if self.pairs is not None else None,
+            [self.labels[i] for i in indices],
+        )
+
+    def where(self, index: int) -> str:
+        return f"{self.source}:{self.lines[index]}"
+
+
+def _natural_key(label: str) -> tuple[int, float | str]:
+    """Numeric labels sort as numbers (2 before 10), others alphabetically."""
+    return (0, float(label)) if re.fullmatch(r"-?\d+(\.\d+)?", label) else (1, label)
+
+
+def _column(table: Table, name: str, field: str) -> str:
+    if name not in table.columns:
+        raise DataError(
+            f"{table.path}: no column '{name}' (data.{field}){did_you_mean(name, table.columns)}; "
+            f"the file has columns: {', '.join(table.columns)}"
+        )
+    return name
+
+
+class TextClassification(Task):
+    name = "text-classification"
+    peft_task_type = "SEQ_CLS"
+    auto_model = AutoModelForSequenceClassification
+
+    @property
+    def default_metric(self) -> str:  # type: ignore[override]
+        return "f1_micro" if self.multi_label else "accuracy"
+
+    # --- data -------------------------------------------------------------
+    def examples_from_table(self, table: Table, config: RunConfig) -> TextExamples:
+        data = config.data
+        text_col = _column(table, data.text_column, "text_column")
+        pair_col = (_column(table, data.text_pair_column, "text_pair_column")
+                    if data.text_pair_column else None)
+        label_col = _column(table, data.label_column, "label_column")
+        texts, pairs, labels = [], [] if pair_col else None, []
+        for i, row in enumerate(table.rows):
+            texts.append(self._text(row, text_col, table, i))
+            if pairs is not None:
+                pairs.append(self._text(row, pair_col, table, i))
+            labels.append(self._labels(row.get(label_col), label_col, data.label_separator,
+                                       table, i))
+        return TextExamples(str(table.path), table.lines, texts, pairs, labels)
+
+    @staticmethod
+    def _text(row: dict[str, Any], column: str, table: Table, i: int) -> str:
+        value = row.get(column)
+        text = "" if value is None else str(value)
+        if not text.strip():
+            raise DataError(
+                f"{table.where(i)}: empty text in column '{column}'; fill it in or remove the row"
+            )
+        return text
+
+    def _labels(self, value: Any, column: str, separator: str, table: Table, i: int) -> Any:
+        if isinstance(value, list):
+            found = [str(v).strip() for v in value]
+        elif value is None:
+            found = []
+        else:
+            text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            found = text.split(separator) if self.multi_label else [text]
+        found = [label.strip() for label in found if label.strip()]
+        if not found:
+            raise DataError(
+                f"{table.where(i)}: empty label in column '{column}'; every row needs a label"
+            )
+        if not self.multi_label and len(found) > 1:
+            raise DataError(
+                f"{table.where(i)}: {len(found)} labels in column '{column}'; set "
+                "task.multi_label=true for several labels per row"
+            )
+        return sorted(set(found)) if self.multi_label else found[0]
+
+    def label_set(self, examples: TextExamples) -> list[str]:
+        seen = {lab for labs in examples.labels for lab in (labs if self.multi_label else [labs])}
+        return sorted(seen, key=_natural_key)
+
+    def check_labels(self, examples: TextExamples, train_source: str) -> None:
+        known = set(self.labels)
+        for i, labs in enumerate(examples.labels):
+            for label in labs if self.multi_label else [labs]:
+                if label not in known:
+                    raise DataError(
+                        f"{examples.where(i)}: label '{label}' does not occur in the training "
+                        f"data ({train_source}){did_you_mean(label, known)}; fix the label or "
+                        "add training examples of it"
+                    )
+
+    def strata(self, examples: TextExamples) -> Sequence[Hashable] | None:
+        return None if self.multi_label else examples.labels
+
+    def label_ids(self, examples: TextExamples) -> np.ndarray:
+        index = {label: i for i, label in enumerate(self.labels)}
+        if not self.multi_label:
+            return np.array([index[label] for label in examples.labels], dtype=np.int64)
+        hot = np.zeros((len(examples), len(self.labels)), dtype=np.float32)
+        for row, labs in enumerate(examples.labels):
+            hot[row, [index[label] for label in labs]] = 1.0
+        return hot
+
+    def tokenize(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                 pairs: Sequence[str] | None = None) -> dict[str, list[Any]]:
+        return tokenizer(list(texts), list(pairs) if pairs is not None else None,
+                         truncation=True, max_length=self.max_length)
+
+    def encode(self, examples: TextExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        encoded = dict(self.tokenize(tokenizer, examples.texts, examples.pairs))
+        encoded["labels"] = self.label_ids(examples).tolist()
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return Dataset.from_dict(encoded)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+        return DataCollatorWithPadding(tokenizer)
+
+    def model_config_kwargs(self) -> dict[str, Any]:
+        kwargs = super().model_config_kwargs()
+        kwargs["problem_type"] = (
+            "multi_label_classification" if self.multi_label else "single_label_classification"
+        )
+        return kwargs
+
+    # --- scoring ----------------------------------------------------------
+    def decide(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, predicted ids or multi-hot) from logits."""
+        tensor = torch.as_tensor(logits, dtype=torch.float32)
+        if self.multi_label:
+            probs = torch.sigmoid(tensor).numpy()
+            return probs, (probs >= self.threshold).astype(np.float32)
+        probs = torch.softmax(tensor, dim=-1).numpy()
+        return probs, probs.argmax(axis=-1)
+
+    def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+        _, predicted = self.decide(logits)
+        return scores.summary_metrics(label_ids, predicted)
+
+    def _result(self, gold: np.ndarray, predicted: np.ndarray) -> EvalResult:
+        return EvalResult(
+            metrics=scores.all_metrics(gold, predicted, self.multi_label, len(self.labels)),
+            report=scores.per_class_report(gold, predicted, self.labels),
+        )
+
+    def evaluate(self, examples: TextExamples, logits: np.ndarray) -> EvalResult:
+        gold = self.label_ids(examples)
+        probs, predicted = self.decide(logits)
+        result = self._result(gold, predicted)
+        result.figures["confusion.png"] = lambda fig: scores.plot_confusion(
+            fig, gold, predicted, self.labels, self.multi_label)
+        result.predictions = [
+            {"line": examples.lines[i], "text": examples.texts[i], "gold": examples.labels[i],
+             **self._decoded(probs[i])}
+            for i in range(len(examples))
+        ]
+        return result
+
+    def majority_baseline(self, train: TextExamples, examples: TextExamples) -> EvalResult:
+        gold = self.label_ids(examples)
+        if self.multi_label:
+            common = Counter(tuple(labs) for labs in train.labels).most_common(1)[0][0]
+            row = np.zeros(len(self.labels), dtype=np.float32)
+            row[[self.labels.index(label) for label in common]] = 1.0
+            predicted = np.tile(row, (len(examples), 1))
+        else:
+            common = Counter(train.labels).most_common(1)[0][0]
+            predicted = np.full(len(examples), self.labels.index(common))
+        return self._result(gold, predicted)
+
+    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       train: TextExamples, examples: TextExamples, max_examples: int,
+                       seed: int) -> EvalResult:
+        rng = np.random.default_rng(seed)
+        sample = train.subset(sorted(rng.permutation(len(train))[:max_examples].tolist()))
+        embed = lambda ex: sentence_embeddings(  # noqa: E731
+            encoder, tokenizer, self.tokenize(tokenizer, ex.texts, ex.pairs))
+        predicted = fit_linear_probe(embed(sample), self.label_ids(sample), embed(examples),
+                                     self.multi_label, seed)
+        return self._result(self.label_ids(examples), predicted)
+
+    # --- inference --------------------------------------------------------
+    def _decoded(self, probs: np.ndarray) -> dict[str, Any]:
+        probabilities = {label: round(float(p), 6) for label, p in zip(self.labels, probs,
+                                                                        strict=True)}
+        if self.multi_label:
+            labels = [lab for lab, p in zip(self.labels, probs, strict=True) if p >= self.threshold]
+            return {"labels": labels, "probabilities": probabilities}
+        best = int(probs.argmax())
+        return {"label": self.labels[best], "score": round(float(probs[best]), 6),
+                "probabilities": probabilities}
+
+    def logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+               texts: Sequence[str], pairs: Sequence[str] | None = None,
+               batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        encoded = self.tokenize(tokenizer, texts, pairs)
+        features = [dict(zip(encoded.keys(), values, strict=True))
+                    for values in zip(*encoded.values(), strict=True)]
+        return np.stack(batched_logits(model, self.collator(tokenizer), features, batch_size,
+                                       progress))
+
+    def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+        texts = [item[0] if isinstance(item, (tuple, list)) else item for item in inputs]
+        pairs = ([item[1] for item in inputs]
+                 if inputs and isinstance(inputs[0], (tuple, list)) else None)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"input {i + 1}: empty text; give a non-empty string")
+        probs, _ = self.decide(self.logits(model, tokenizer, texts, pairs, batch_size))
+        return [self._decoded(row) for row in probs]
+
+    def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                            examples: TextExamples, batch_size: int = 64) -> np.ndarray:
+        return self.logits(model, tokenizer, examples.texts, examples.pairs, batch_size,
+                           progress=True)

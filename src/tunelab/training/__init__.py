@@ -1,0 +1,1 @@
+"""Training through transformers.Trainer: arguments, callbacks, resume."""

@@ -1,0 +1,54 @@
+"""Read a run's data files into task examples, and make any missing dev or test split.
+
+Everything here runs before the run directory is touched, so bad data stops a run
+without leaving anything behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab import registry
+from tunelab.config import RunConfig
+from tunelab.data.readers import read_table
+from tunelab.data.splits import split_indices
+from tunelab.tasks.base import Task
+
+
+@dataclass
+class Splits:
+    train: Any
+    dev: Any
+    test: Any
+    sources: dict[str, str]  # split -> where it came from
+
+
+def read_examples(task: Task, path: Path, config: RunConfig) -> Any:
+    return task.examples_from_table(read_table(path, config.data.format, config.data.header),
+                                    config)
+
+
+def load_splits(config: RunConfig) -> tuple[Task, Splits]:
+    """The task (with its label set from the training file) and the three splits."""
+    data = config.data
+    task = registry.tasks.get(config.task.type).from_config(config)
+    train = read_examples(task, data.train, config)
+    task.labels = task.label_set(train)
+    sources = {"train": str(data.train)}
+    held: dict[str, Any] = {}
+    for role, path, fraction in (("test", data.test, data.test_fraction),
+                                 ("dev", data.dev, data.dev_fraction)):
+        if path is not None:
+            held[role] = read_examples(task, path, config)
+            task.check_labels(held[role], str(data.train))
+            sources[role] = str(path)
+        else:
+            keep, out = split_indices(len(train), fraction, config.seed, task.strata(train),
+                                      str(data.train), role)
+            held[role] = train.subset(out)
+            train = train.subset(keep)
+            how = "stratified, " if task.strata(train) is not None else ""
+            sources[role] = f"{fraction:.0%} of {data.train} ({how}seed {config.seed})"
+    return task, Splits(train, held["dev"], held["test"], sources)

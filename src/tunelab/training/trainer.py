@@ -1,0 +1,84 @@
+"""Build a transformers.Trainer from a run config. tunelab does not run its own loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from tunelab.config import RunConfig
+from tunelab.tasks.base import Task
+
+
+def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: float
+                       ) -> TrainingArguments:
+    t = config.training
+    by_steps = isinstance(t.eval_every, int)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a value below 1 is a fraction of all steps
+        weight_decay=t.weight_decay,
+        eval_strategy="steps" if by_steps else "epoch",
+        save_strategy="steps" if by_steps else "epoch",
+        eval_steps=t.eval_every if by_steps else None,
+        save_steps=t.eval_every if by_steps else None,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
+                  train_set: Any, dev_set: Any, run_dir: Path, lr: float) -> Trainer:
+    metric = config.training.early_stopping.metric or task.default_metric
+    args = training_arguments(config, run_dir / "checkpoints", metric, lr)
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        logits = prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return task.compute_metrics(np.asarray(logits), np.asarray(prediction.label_ids))
+
+    callbacks: list[Any] = [
+        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+    ]
+    if config.training.early_stopping.enabled:
+        callbacks.append(EarlyStoppingCallback(config.training.early_stopping.patience))
+    return Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
+        processing_class=tokenizer, data_collator=task.collator(tokenizer),
+        compute_metrics=compute_metrics, callbacks=callbacks,
+    )
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    directory = run_dir / "checkpoints"
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
