@@ -32,6 +32,7 @@ def _quiet_libraries() -> None:
 
     logging.set_verbosity_error()
     disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
+    logging.disable_progress_bar()
 
 
 @app.command()

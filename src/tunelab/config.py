@@ -7,11 +7,9 @@ name the closest valid key; bad values are errors that name the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from typing import Annotated
-
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,7 +22,6 @@ from pydantic import (
 
 from tunelab import registry
 from tunelab.errors import ConfigError, did_you_mean
-
 
 # Header-less files name their columns by position: `text_column: 0`.
 Column = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
@@ -83,7 +80,7 @@ class TrainingConfig(Section):
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     grad_accum: int = Field(default=1, ge=1)
-    lr: float = Field(default=5e-5, gt=0.0, lt=1.0)
+    lr: float | None = Field(default=None, gt=0.0, lt=1.0)  # None: the method's default
     scheduler: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
         "constant_with_warmup", "inverse_sqrt",
@@ -107,7 +104,6 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     baselines: bool = True
     probe_max_examples: int = Field(default=2000, ge=10)
-    error_samples: int = Field(default=50, ge=0)
 
 
 class MethodConfig(BaseModel):

@@ -10,30 +10,35 @@ from tunelab.evaluation.summary import comparison_table
 
 def model_card(config: RunConfig, summary: dict[str, Any], rows: dict[str, dict[str, float]],
                per_class: str) -> str:
-    train = summary["train"]
-    labels = summary["labels"]
+    train, sizes, labels = summary["train"], summary["sizes"], summary["labels"]
     shown = ", ".join(labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
-    fingerprints = "\n".join(f"| {split} | {source} | `{summary['fingerprints'].get(split, '-')[:16]}` |"
-                             for split, source in summary["sources"].items())
+    multi = config.task.multi_label
+    head = (f"Multi-label: sigmoid scores, threshold {config.task.threshold}" if multi
+            else "Single-label: softmax over the labels")
+    sources = "\n".join(
+        f"| {split} | {source} | `{summary['fingerprints'].get(split, '-')[:16]}` |"
+        for split, source in summary["sources"].items())
+    trained = f"{train['trainable_parameters']:,} of {train['total_parameters']:,}"
     return f"""# {config.name}
 
 A {summary['task']} model fine-tuned with tunelab from `{config.model.name}`.
 
 ## Model
 - Base model: `{config.model.name}`
-- Method: `{config.method.name}`; {train['trainable_parameters']:,} of {train['total_parameters']:,} parameters trained
+- Method: `{config.method.name}`; {trained} parameters trained
 - Labels ({len(labels)}): {shown}
-- {"Multi-label: sigmoid scores, threshold " + str(config.task.threshold) if config.task.multi_label else "Single-label: softmax over the labels"}
+- {head}
 - Inputs are truncated to {config.data.max_length} tokens.
 
 ## Training data
-| split | source | sha256 |
+| split | source | sha256 (first 16) |
 |---|---|---|
-{fingerprints}
+{sources}
 
-Sizes: train {summary['sizes']['train']}, dev {summary['sizes']['dev']}, test {summary['sizes']['test']}.
-Seed {config.seed}; learning rate {summary['lr']}; up to {config.training.epochs} epochs with early stopping on dev `{summary['metric']}`.
-Training took {train['seconds']:.1f} s ({train['samples_per_second']:.1f} samples/s) on {summary['hardware']}.
+Sizes: train {sizes['train']}, dev {sizes['dev']}, test {sizes['test']}. Seed {config.seed};
+learning rate {summary['lr']}; up to {config.training.epochs} epochs, early stopping on dev
+`{summary['metric']}`. Training took {train['seconds']:.1f} s
+({train['samples_per_second']:.1f} samples/s) on {summary['hardware']}.
 
 ## Evaluation (test split)
 ```
@@ -49,7 +54,8 @@ Classifying short texts like those in the training data into the labels above. C
 per-class report before relying on a label with few training examples.
 
 ## Limits
-- The model knows only the labels above; every input gets one of them{" or none" if config.task.multi_label else ""}, also when it fits none.
+- The model knows only the labels above. Every input gets {"zero or more of them" if multi
+  else "one of them"}, also when none fits.
 - Scores hold for data like the test split. Texts from another domain, language or period
   may score lower; evaluate on your own data with `tunelab eval`.
 - Biases of the base model `{config.model.name}` and of the training data carry over.

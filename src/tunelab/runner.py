@@ -150,8 +150,7 @@ def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokeni
                                                                 summary["metric"]))
     for name, draw in test.figures.items():
         save_figure(run_dir / name, draw)
-    errors = [p for p in test.predictions if p.get("label", p.get("labels")) != p["gold"]]
-    write_jsonl(run_dir / "errors.jsonl", errors[: config.evaluation.error_samples])
+    write_jsonl(run_dir / "predictions.jsonl", test.predictions)
     write_json(run_dir / "log_history.json", log_history)
     write_json(run_dir / "metrics.json", summary)
     write_text(run_dir / "report.txt", run_report(config.name, summary, rows, test.report))

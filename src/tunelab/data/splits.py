@@ -30,14 +30,14 @@ def split_indices(
                 f"{role} split (needs at least 2 per class); add examples of it, or give "
                 f"data.{role} explicitly"
             )
-        n_held = max(int(round(n * fraction)), len(counts))
+        n_held = max(round(n * fraction), len(counts))
         if n - n_held < len(counts):
             raise DataError(
                 f"{source}: {n} rows are too few to hold out a stratified {role} split for "
                 f"{len(counts)} labels; add examples, or give data.{role} explicitly"
             )
     else:
-        n_held = max(int(round(n * fraction)), 1)
+        n_held = max(round(n * fraction), 1)
     keep, held = train_test_split(
         np.arange(n), test_size=n_held, random_state=seed,
         stratify=list(strata) if strata is not None else None,

@@ -9,9 +9,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from tunelab.rundir import atomic_path  # noqa: E402
+from tunelab.rundir import atomic_path
 
 
 def save_figure(path: Path, draw: Callable[[Any], None]) -> None:

@@ -104,7 +104,8 @@ class TextClassification(Task):
         elif value is None:
             found = []
         else:
-            text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            whole = isinstance(value, float) and value.is_integer()  # JSON 1.0 -> label "1"
+            text = str(int(value)) if whole else str(value)
             found = text.split(separator) if self.multi_label else [text]
         found = [label.strip() for label in found if label.strip()]
         if not found:
@@ -192,11 +193,13 @@ class TextClassification(Task):
         result = self._result(gold, predicted)
         result.figures["confusion.png"] = lambda fig: scores.plot_confusion(
             fig, gold, predicted, self.labels, self.multi_label)
-        result.predictions = [
-            {"line": examples.lines[i], "text": examples.texts[i], "gold": examples.labels[i],
-             **self._decoded(probs[i])}
-            for i in range(len(examples))
-        ]
+        result.predictions = []
+        for i in range(len(examples)):
+            decoded = self._decoded(probs[i])
+            guess = decoded["labels"] if self.multi_label else decoded["label"]
+            result.predictions.append({"line": examples.lines[i], "text": examples.texts[i],
+                                       "gold": examples.labels[i], **decoded,
+                                       "correct": guess == examples.labels[i]})
         return result
 
     def majority_baseline(self, train: TextExamples, examples: TextExamples) -> EvalResult:

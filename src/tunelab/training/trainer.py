@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.integrations import TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tunelab.config import RunConfig
 from tunelab.tasks.base import Task
@@ -80,5 +82,16 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a
+    checkpoint cut short by kill -9 lacks it (or holds half of it) and is passed over."""
     directory = run_dir / "checkpoints"
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+    if not directory.is_dir():
+        return None
+    complete = []
+    for path in directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        complete.append(path)
+    return str(max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if complete else None

@@ -13,7 +13,9 @@ from typing import Any
 from tunelab import registry
 from tunelab.errors import DataError
 
-SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+SUFFIX_FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+}
 
 
 @dataclass

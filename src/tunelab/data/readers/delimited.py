@@ -9,7 +9,6 @@ from pathlib import Path
 from tunelab.data.readers import Table, read_text
 from tunelab.errors import DataError
 
-
 FIX_FIELD_COUNT = {
     ",": "quote fields that contain a comma",
     "\t": "remove stray tabs from the text",

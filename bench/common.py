@@ -1,0 +1,46 @@
+"""Shared by the benchmarks: where the datasets are, and how results are recorded.
+
+`bench/results.json` is one flat JSON object shared by all benchmarks; each updates only
+its own keys. `bench/RESULTS.md` holds one section per benchmark, replaced in place.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+WORK = BENCH / "work"
+
+
+def machine_line() -> str:
+    import torch
+
+    from tunelab.rundir import package_versions
+
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"{versions}")
+
+
+def update_results(values: dict[str, Any]) -> None:
+    path = BENCH / "results.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(values)
+    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+
+
+def update_section(name: str, markdown: str) -> None:
+    """Replace this benchmark's section of RESULTS.md, keeping the others."""
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
+    path.write_text(text)

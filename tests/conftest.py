@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny random BERT built here, and small data files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["great", "excellent", "love", "wonderful", "superb", "happy", "fantastic", "good"]
+NEGATIVE = ["awful", "terrible", "hate", "horrible", "poor", "sad", "broken", "bad"]
+FILLER = ["the", "movie", "was", "really", "and", "plot", "acting", "very", "quite", "it"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BERT with a small WordPiece vocabulary, saved like a hub model."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER + ["neutral", "okay", "fine"]))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters,
+             *[f"##{c}" for c in letters], ",", ".", "!", "?"]
+    # transformers 5: the tokenizer takes the vocabulary itself, not a vocab file
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def sentiment_rows(n: int, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive")
+                   ) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        cue = POSITIVE if label == "positive" else NEGATIVE if label == "negative" else ["okay"]
+        words = [*rng.sample(FILLER, 4), rng.choice(cue)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[Any, ...]], header: tuple[str, ...] = ("text", "label")
+              ) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def sentiment_files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
+        "dev": write_csv(tmp_path / "dev.csv", sentiment_rows(24, seed=2)),
+        "test": write_csv(tmp_path / "test.csv", sentiment_rows(24, seed=3)),
+    }
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict[str, Path]
+                ) -> dict[str, Any]:
+    """A raw config for a fast run of the tiny model."""
+    return {
+        "name": "tiny", "output_dir": str(tmp_path / "runs"), "seed": 7, "threads": 1,
+        "model": {"name": str(tiny_model_dir)},
+        "data": {k: str(v) for k, v in sentiment_files.items()} | {"max_length": 32},
+        # The tiny model sits on a plateau for ~40 steps before it learns the cue words.
+        "training": {"epochs": 8, "batch_size": 8, "lr": 2e-3, "logging_steps": 4,
+                     "early_stopping": {"patience": 4}},
+        "evaluation": {"probe_max_examples": 50},
+    }

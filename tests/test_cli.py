@@ -1,0 +1,130 @@
+"""The command line, called in-process: bad input, init, train, predict, eval."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import sentiment_rows, write_csv
+
+from tunelab.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["tunelab", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_config(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def bad_input_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
+    """name -> (data section changes, expected fragment of the error)."""
+    good = sentiment_rows(40)
+    empty = [*good[:5], ("   ", "positive"), *good[5:]]
+    non_utf8 = tmp_path / "latin1.csv"
+    non_utf8.write_bytes("text,label\ngood movie,positive\nmauvais caf\xe9,negative\n"
+                         .encode("latin-1"))
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text("text,label\ngood movie,positive\nbad, awful movie,negative\n")
+    few = [*good, ("a rare one", "neutral")]
+    return {
+        "missing file": ({"train": str(tmp_path / "nope.csv")}, "nope.csv: file not found"),
+        "missing column": ({"text_column": "sentence"},
+                           "no column 'sentence' (data.text_column)"),
+        "empty text": ({"train": str(write_csv(tmp_path / "empty.csv", empty))},
+                       "empty.csv:7: empty text in column 'text'"),
+        "unseen dev label": (
+            {"dev": str(write_csv(tmp_path / "dev3.csv", [*good[:4], ("meh", "neutral")]))},
+            "dev3.csv:6: label 'neutral' does not occur in the training data"),
+        "class too small": ({"train": str(write_csv(tmp_path / "few.csv", few)), "dev": None},
+                            "label 'neutral' has 1 example, too few for a stratified"),
+        "malformed csv": ({"train": str(malformed)}, "malformed.csv:3: expected 2 fields, found 3"),
+        "non utf-8": ({"train": str(non_utf8)}, "latin1.csv:3: not valid UTF-8"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "missing column", "empty text",
+                                  "unseen dev label", "class too small", "malformed csv",
+                                  "non utf-8"])
+def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str, Any],
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    changes, expected = bad_input_cases(tmp_path)[case]
+    raw = {**tiny_config, "data": {**tiny_config["data"], **changes}}
+    code, _, err = run_cli(["train", str(write_config(tmp_path, raw))], capsys, monkeypatch)
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (Path(raw["output_dir"]) / raw["name"]).exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("training.lr=fast", "training.lr: Input should be a valid number"),
+    ("training.epoch=3", "unknown key 'training.epoch' (did you mean 'epochs'?)"),
+    ("method.name=lorra", "unknown method 'lorra' (did you mean 'lora'?)"),
+    ("data.max_length=2", "data.max_length: Input should be greater than or equal to 8"),
+])
+def test_bad_config_value_is_one_line_with_exit_code_2(
+        override: str, expected: str, tiny_config: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path, tiny_config)
+    code, _, err = run_cli(["train", str(path), "--set", override], capsys, monkeypatch)
+    assert code == 2 and expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (Path(tiny_config["output_dir"]) / "tiny").exists()
+
+
+def test_init_writes_a_commented_config_and_refuses_to_overwrite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "new.yaml"
+    assert run_cli(["init", str(path)], capsys, monkeypatch)[0] == 0
+    assert "# " in path.read_text() and "early_stopping" in path.read_text()
+    code, _, err = run_cli(["init", str(path)], capsys, monkeypatch)
+    assert code == 2 and "--force" in err
+
+
+def test_train_predict_and_eval(tiny_config: dict[str, Any], tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path, tiny_config)
+    code, out, _ = run_cli(["train", str(path)], capsys, monkeypatch)
+    assert code == 0 and "Per-class report" in out
+    run = str(Path(tiny_config["output_dir"]) / "tiny")
+
+    code, _, err = run_cli(["train", str(path)], capsys, monkeypatch)
+    assert code == 2 and "--overwrite" in err  # an existing run is never clobbered silently
+
+    code, out, _ = run_cli(["predict", run, "a great and excellent movie"], capsys, monkeypatch)
+    prediction = json.loads(out.strip().splitlines()[-1])
+    assert prediction["label"] in {"negative", "positive"}
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("great movie\n\nawful plot\n")
+    output = tmp_path / "out.jsonl"
+    code, _, _ = run_cli(["predict", run, "--input", str(inputs), "--output", str(output)],
+                         capsys, monkeypatch)
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert code == 0 and [row["text"] for row in rows] == ["great movie", "awful plot"]
+
+    code, out, _ = run_cli(["eval", run, "--data", tiny_config["data"]["test"]], capsys,
+                           monkeypatch)
+    assert code == 0 and "accuracy" in out
+    assert (Path(run) / "eval" / "test.csv" / "metrics.json").is_file()
+
+    code, _, err = run_cli(["predict", str(tmp_path), "hello"], capsys, monkeypatch)
+    assert code == 2 and "not a tunelab run" in err

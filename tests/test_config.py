@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunelab.config import apply_override, load_config, parse_config
+from tunelab.errors import ConfigError
+
+BASE = {"data": {"train": "train.csv"}}
+
+
+def test_defaults_fill_every_section() -> None:
+    config = parse_config(BASE)
+    assert config.model.name == "minilm-l6"
+    assert config.method.name == "full"
+    assert config.training.group_by_length is True
+    assert config.training.lr is None  # the method's default applies
+
+
+def test_unknown_key_suggests_the_closest_valid_key() -> None:
+    with pytest.raises(ConfigError, match=r"training\.lrr.*did you mean 'lr'"):
+        parse_config({**BASE, "training": {"lrr": 1e-4}})
+
+
+def test_unknown_top_level_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'trainig'.*did you mean 'training'"):
+        parse_config({**BASE, "trainig": {}})
+
+
+def test_method_options_are_checked_against_the_method() -> None:
+    config = parse_config({**BASE, "method": {"name": "lora", "r": 4}})
+    assert config.method.options.r == 4
+    with pytest.raises(ConfigError, match=r"method\.rr.*did you mean 'r'"):
+        parse_config({**BASE, "method": {"name": "lora", "rr": 4}})
+    with pytest.raises(ConfigError, match=r"unknown method 'lorra'.*did you mean 'lora'"):
+        parse_config({**BASE, "method": "lorra"})
+
+
+def test_bad_value_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"training\.lr: .*'fast'"):
+        parse_config({**BASE, "training": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match=r"training\.batch_size"):
+        parse_config({**BASE, "training": {"batch_size": 0}})
+
+
+def test_overrides_parse_values_as_yaml() -> None:
+    raw = {**BASE, "method": "full"}
+    for assignment in ("training.lr=3e-5", "training.epochs=2", "method.name=lora",
+                       "method.r=16", "task.multi_label=true"):
+        apply_override(raw, assignment)
+    config = parse_config(raw)
+    assert config.training.lr == pytest.approx(3e-5)
+    assert config.training.epochs == 2
+    assert config.method.name == "lora" and config.method.options.r == 16
+    assert config.task.multi_label is True
+
+
+def test_override_without_equals_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_override({}, "training.lr")
+
+
+def test_init_template_is_a_valid_config(tmp_path: Path) -> None:
+    from importlib.resources import files
+
+    raw = yaml.safe_load(files("tunelab").joinpath("templates/config.yaml").read_text("utf-8"))
+    config = parse_config(raw)
+    assert config.data.train == Path("data/train.csv")
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    config = parse_config({**BASE, "method": {"name": "lora", "r": 4}})
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    again = load_config(path)
+    assert again == config
+    assert yaml.safe_load(path.read_text())["method"]["alpha"] == 16  # defaults are written out
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  train: a.csv\n  dev: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+"):
+        load_config(path)

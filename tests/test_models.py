@@ -1,0 +1,59 @@
+import socket
+from pathlib import Path
+
+import pytest
+
+from tunelab.errors import ModelError
+from tunelab.models import resolve_model
+from tunelab.tasks.text_classification import TextClassification
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def test_alias_resolves_to_the_packaged_weights() -> None:
+    resolved = resolve_model("minilm-l6")
+    assert resolved.local
+    assert (Path(resolved.source) / "model.safetensors").is_file()
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2").source == resolved.source
+
+
+def test_hub_id_needs_permission() -> None:
+    with pytest.raises(ModelError, match=r"allow_network=true"):
+        resolve_model("bert-base-uncased")
+    resolved = resolve_model("bert-base-uncased", allow_network=True)
+    assert not resolved.local and resolved.source == "bert-base-uncased"
+
+
+def test_misspelt_alias_gets_a_suggestion() -> None:
+    with pytest.raises(ModelError, match=r"did you mean 'minilm-l6'"):
+        resolve_model("minilm-l7")
+
+
+def test_directory_without_config_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        resolve_model(str(tmp_path))
+
+
+@pytest.mark.usefixtures("no_network")
+def test_alias_and_local_directory_load_without_network(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    task = TextClassification(["neg", "pos"])
+    for name in ("minilm-l6", str(tiny_model_dir)):
+        resolved = resolve_model(name)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.source,
+                                                  **resolved.from_pretrained_kwargs)
+        model = task.build_model(resolved, dropout=0.0)
+        assert model.config.num_labels == 2
+        assert model.config.hidden_dropout_prob == 0.0
+        assert tokenizer("hello")["input_ids"]
