@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.data.readers import read_table
+from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.errors import DataError
 
 
@@ -18,7 +18,7 @@ def test_csv_with_quoted_fields_and_line_numbers(tmp_path: Path) -> None:
 def test_tsv_without_header_names_columns_by_position(tmp_path: Path) -> None:
     path = tmp_path / "a.tsv"
     path.write_text('a "quoted" text\t1\nplain\t0\n', encoding="utf-8")
-    table = read_table(path, header=False)
+    table = read_table(path, options=ReaderOptions(header=False))
     assert table.columns == ["0", "1"]
     assert table.rows[0] == {"0": 'a "quoted" text', "1": "1"}
 

@@ -34,7 +34,8 @@ def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = No
     predictor = Predictor(run)
     result = predictor.evaluate(data, overrides)
     out = predictor.run_dir / "eval" / re.sub(r"[^\w.-]+", "_", Path(data).name)
-    report = eval_report(str(predictor.run_dir), str(data), result.metrics, result.report)
+    report = eval_report(str(predictor.run_dir), str(data), result.metrics, result.report,
+                         predictor.task.headline_metrics)
     write_json(out / "metrics.json", {"data": str(data), **result.metrics})
     write_text(out / "report.txt", report)
     for name, draw in result.figures.items():

@@ -83,11 +83,14 @@ def evaluate(
     out.print(f"written to {folder}")
 
 
+TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
+
+
 def _read_inputs(path: Path, column: str | None, run: Path) -> list[str]:
-    from tunelab.data.readers import SUFFIX_FORMATS, read_table, read_text
+    from tunelab.data.readers import read_table, read_text
     from tunelab.predictor import run_text_column
 
-    if path.suffix.lower() not in SUFFIX_FORMATS:  # plain text: one input per line
+    if path.suffix.lower() not in TABLE_SUFFIXES:  # plain text: one input per line
         return [line for line in read_text(path).splitlines() if line.strip()]
     table = read_table(path)
     name = column or run_text_column(run)

@@ -58,6 +58,8 @@ class DataConfig(Section):
     text_pair_column: Column | None = None
     label_column: Column = "label"
     label_separator: str = "|"
+    tag_column: int = -1  # CoNLL files: which column holds the tags (-1: the last)
+    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bmes"] = "auto"
     dev_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     max_length: int = Field(default=128, ge=8, le=8192)

@@ -6,15 +6,13 @@ from typing import Any
 
 from tunelab.config import RunConfig
 from tunelab.evaluation.summary import comparison_table
+from tunelab.tasks.base import Task
 
 
-def model_card(config: RunConfig, summary: dict[str, Any], rows: dict[str, dict[str, float]],
-               per_class: str) -> str:
+def model_card(config: RunConfig, task: Task, summary: dict[str, Any],
+               rows: dict[str, dict[str, float]], per_class: str) -> str:
     train, sizes, labels = summary["train"], summary["sizes"], summary["labels"]
     shown = ", ".join(labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
-    multi = config.task.multi_label
-    head = (f"Multi-label: sigmoid scores, threshold {config.task.threshold}" if multi
-            else "Single-label: softmax over the labels")
     sources = "\n".join(
         f"| {split} | {source} | `{summary['fingerprints'].get(split, '-')[:16]}` |"
         for split, source in summary["sources"].items())
@@ -27,7 +25,7 @@ A {summary['task']} model fine-tuned with tunelab from `{config.model.name}`.
 - Base model: `{config.model.name}`
 - Method: `{config.method.name}`; {trained} parameters trained
 - Labels ({len(labels)}): {shown}
-- {head}
+- {task.head_description()}
 - Inputs are truncated to {config.data.max_length} tokens.
 
 ## Training data
@@ -42,7 +40,7 @@ learning rate {summary['lr']}; up to {config.training.epochs} epochs, early stop
 
 ## Evaluation (test split)
 ```
-{comparison_table(rows)}
+{comparison_table(rows, task.headline_metrics)}
 ```
 
 ```
@@ -50,12 +48,9 @@ learning rate {summary['lr']}; up to {config.training.epochs} epochs, early stop
 ```
 
 ## Intended use
-Classifying short texts like those in the training data into the labels above. Check the
-per-class report before relying on a label with few training examples.
+{task.intended_use}
 
 ## Limits
-- The model knows only the labels above. Every input gets {"zero or more of them" if multi
-  else "one of them"}, also when none fits.
 - Scores hold for data like the test split. Texts from another domain, language or period
   may score lower; evaluate on your own data with `tunelab eval`.
 - Biases of the base model `{config.model.name}` and of the training data carry over.

@@ -60,6 +60,7 @@ tasks = Registry(
     "task",
     {
         "text-classification": "tunelab.tasks.text_classification:TextClassification",
+        "token-classification": "tunelab.tasks.token_classification:TokenClassification",
     },
 )
 
@@ -78,5 +79,8 @@ readers = Registry(
         "csv": "tunelab.data.readers.delimited:read_csv",
         "tsv": "tunelab.data.readers.delimited:read_tsv",
         "jsonl": "tunelab.data.readers.jsonl:read_jsonl",
+        "conll": "tunelab.data.readers.conll:read_conll",
+        "seqio": "tunelab.data.readers.seqio:read_seqio",
+        "bmes": "tunelab.data.readers.bmes:read_bmes",
     },
 )

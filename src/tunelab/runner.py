@@ -151,8 +151,10 @@ def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokeni
     for name, draw in test.figures.items():
         save_figure(run_dir / name, draw)
     write_jsonl(run_dir / "predictions.jsonl", test.predictions)
+    write_jsonl(run_dir / "errors.jsonl", [p for p in test.predictions if not p["correct"]][:200])
     write_json(run_dir / "log_history.json", log_history)
     write_json(run_dir / "metrics.json", summary)
-    write_text(run_dir / "report.txt", run_report(config.name, summary, rows, test.report))
-    write_text(run_dir / "README.md", model_card(config, summary, rows, test.report))
+    write_text(run_dir / "report.txt", run_report(config.name, summary, rows, test.report,
+                                                  task.headline_metrics, task.report_kind))
+    write_text(run_dir / "README.md", model_card(config, task, summary, rows, test.report))
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

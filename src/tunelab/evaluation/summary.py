@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
 ROW_NAMES = {
     "majority": "majority class",
     "probe": "frozen encoder + linear head",
@@ -12,23 +12,23 @@ ROW_NAMES = {
 }
 
 
-def comparison_table(rows: dict[str, dict[str, float]]) -> str:
+def comparison_table(rows: dict[str, dict[str, float]], headline: Sequence[str]) -> str:
     """One line per model (baselines first), then the gain of the model over each baseline."""
     width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
-    lines = ["".ljust(width) + "".join(f"{metric:>13}" for metric in HEADLINE)]
+    lines = ["".ljust(width) + "".join(f"{metric:>13}" for metric in headline)]
     for key, metrics in rows.items():
         lines.append(ROW_NAMES.get(key, key).ljust(width)
-                     + "".join(f"{metrics.get(m, float('nan')):>13.4f}" for m in HEADLINE))
+                     + "".join(f"{metrics.get(m, float('nan')):>13.4f}" for m in headline))
     model = rows.get("model")
     for key in ("majority", "probe"):
         if model and key in rows:
             lines.append(f"gain over {ROW_NAMES[key]}".ljust(width) + "".join(
-                f"{100 * (model[m] - rows[key][m]):>+12.2f}p" for m in HEADLINE))
+                f"{100 * (model[m] - rows[key][m]):>+12.2f}p" for m in headline))
     return "\n".join(lines)
 
 
 def run_report(name: str, summary: dict[str, Any], rows: dict[str, dict[str, float]],
-               per_class: str) -> str:
+               per_class: str, headline: Sequence[str], report_kind: str) -> str:
     train = summary["train"]
     return "\n".join([
         f"tunelab run '{name}': {summary['task']} with {summary['model']} "
@@ -41,19 +41,20 @@ def run_report(name: str, summary: dict[str, Any], rows: dict[str, dict[str, flo
         f"best dev {summary['metric']} {train['best_dev_metric']:.4f}",
         "",
         "Test scores (points = percentage points)",
-        comparison_table(rows),
+        comparison_table(rows, headline),
         "",
-        "Per-class report (test)",
+        f"{report_kind} (test)",
         per_class.rstrip(),
         "",
     ])
 
 
-def eval_report(model_name: str, data: str, metrics: dict[str, float], per_class: str) -> str:
+def eval_report(model_name: str, data: str, metrics: dict[str, float], per_class: str,
+                headline: Sequence[str]) -> str:
     return "\n".join([
         f"tunelab eval: {model_name} on {data} ({metrics.get('n', 0)} examples)",
         "",
-        comparison_table({"model": metrics}),
+        comparison_table({"model": metrics}, headline),
         "",
         per_class.rstrip(),
         "",

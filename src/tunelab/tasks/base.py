@@ -40,6 +40,13 @@ class Task(ABC):
     peft_task_type: ClassVar[str]
     auto_model: ClassVar[Any]
     default_metric: ClassVar[str]
+    # Columns of the comparison table in report.txt and the model card.
+    headline_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "f1_micro",
+                                                   "f1_weighted")
+    report_kind: ClassVar[str] = "Per-class report"
+    intended_use: ClassVar[str] = (
+        "Classifying short texts like those in the training data into the labels above. Check "
+        "the per-class report before relying on a label with few training examples.")
 
     def __init__(self, labels: Sequence[str] = (), multi_label: bool = False,
                  threshold: float = 0.5, max_length: int = 128) -> None:
@@ -51,6 +58,14 @@ class Task(ABC):
     @classmethod
     def from_config(cls, config: RunConfig, labels: Sequence[str] = ()) -> Task:
         return cls(labels, config.task.multi_label, config.task.threshold, config.data.max_length)
+
+    def head_description(self) -> str:
+        """One line for the model card: what the head outputs."""
+        if self.multi_label:
+            return (f"Multi-label: a sigmoid score per label, threshold {self.threshold}. Every "
+                    "input gets zero or more of the labels, also when none fits.")
+        return ("Single-label: a softmax over the labels. Every input gets one label, also when "
+                "none fits.")
 
     def meta(self) -> dict[str, Any]:
         """What a saved model needs to rebuild this task; stored in model/tunelab.json."""

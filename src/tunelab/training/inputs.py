@@ -12,7 +12,7 @@ from typing import Any
 
 from tunelab import registry
 from tunelab.config import RunConfig
-from tunelab.data.readers import read_table
+from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.data.splits import split_indices
 from tunelab.tasks.base import Task
 
@@ -26,8 +26,8 @@ class Splits:
 
 
 def read_examples(task: Task, path: Path, config: RunConfig) -> Any:
-    return task.examples_from_table(read_table(path, config.data.format, config.data.header),
-                                    config)
+    options = ReaderOptions(header=config.data.header, tag_column=config.data.tag_column)
+    return task.examples_from_table(read_table(path, config.data.format, options), config)
 
 
 def load_splits(config: RunConfig) -> tuple[Task, Splits]:

@@ -15,7 +15,14 @@ from tunelab.errors import DataError
 
 SUFFIX_FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".conll": "conll", ".txt": "conll", ".iob": "conll", ".bio": "conll", ".bmes": "bmes",
 }
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    header: bool = True  # delimited files: the first row names the columns
+    tag_column: int = -1  # CoNLL files: the column holding the tags
 
 
 @dataclass
@@ -48,6 +55,8 @@ def read_text(path: Path) -> str:
 def detect_format(path: Path, fmt: str = "auto") -> str:
     if fmt != "auto":
         return fmt
+    if path.is_dir() and (path / "seq.in").is_file():
+        return "seqio"
     try:
         return SUFFIX_FORMATS[path.suffix.lower()]
     except KeyError:
@@ -57,9 +66,9 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         ) from None
 
 
-def read_table(path: Path, fmt: str = "auto", header: bool = True) -> Table:
+def read_table(path: Path, fmt: str = "auto", options: ReaderOptions | None = None) -> Table:
     reader = registry.readers.get(detect_format(path, fmt))
-    table = reader(path, header=header)
+    table = reader(path, options or ReaderOptions())
     if not table.rows:
         raise DataError(f"{path}: no data rows; add labelled examples to the file")
     return table

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from tunelab.data.readers import Table, read_text
+from tunelab.data.readers import ReaderOptions, Table, read_text
 from tunelab.errors import DataError
 
 FIX_FIELD_COUNT = {
@@ -49,9 +49,9 @@ def _read_delimited(path: Path, delimiter: str, header: bool) -> Table:
     return table
 
 
-def read_csv(path: Path, header: bool = True) -> Table:
-    return _read_delimited(path, ",", header)
+def read_csv(path: Path, options: ReaderOptions) -> Table:
+    return _read_delimited(path, ",", options.header)
 
 
-def read_tsv(path: Path, header: bool = True) -> Table:
-    return _read_delimited(path, "\t", header)
+def read_tsv(path: Path, options: ReaderOptions) -> Table:
+    return _read_delimited(path, "\t", options.header)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunelab.data.readers import Table, read_text
+from tunelab.data.readers import ReaderOptions, Table, read_text
 from tunelab.errors import DataError
 
 
-def read_jsonl(path: Path, header: bool = True) -> Table:
+def read_jsonl(path: Path, options: ReaderOptions) -> Table:
     table = Table(path=path, columns=[])
     seen: dict[str, None] = {}
     for number, line in enumerate(read_text(path).splitlines(), start=1):

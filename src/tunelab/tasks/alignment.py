@@ -1,0 +1,127 @@
+"""Words <-> subwords for token-level tasks.
+
+Training labels the first subword of each word; the other subwords get -100. Sentences
+longer than max_length become overlapping windows, and each word's prediction is read from
+the window where it has the most context on both sides, so every word gets one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
+
+IGNORE = -100
+WORD = re.compile(r"\w+(?:[-'\u2019.]\w+)*|[^\w\s]")
+
+
+def words_with_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Split raw text into words and punctuation marks, with character offsets."""
+    matches = list(WORD.finditer(text))
+    return [m.group() for m in matches], [(m.start(), m.end()) for m in matches]
+
+
+def offsets_of_tokens(tokens: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The text of pre-tokenised input joined by spaces, and each token's offsets in it."""
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append((position, position + len(token)))
+        position += len(token) + 1
+    return " ".join(tokens), offsets
+
+
+@dataclass
+class Windows:
+    """Encoded windows: model features, and for each window its sentence and word ids."""
+
+    features: list[dict[str, Any]]
+    sentence: list[int]
+    word_ids: list[list[int | None]]
+    starts: list[list[bool]]  # True where a token is its word's first subword
+
+
+def encode_windows(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
+                   max_length: int, labels: Sequence[Sequence[int]] | None = None) -> Windows:
+    sentences = _with_visible_words(tokenizer, sentences)
+    stride = max(max_length // 4, 1)
+    encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True,
+                        max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                        return_offsets_mapping=True)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    windows = Windows([], [], [], [])
+    for w, sentence in enumerate(encoded["overflow_to_sample_mapping"]):
+        word_ids = encoded.word_ids(w)
+        # Offsets are relative to each word, so a word's first subword starts at 0, also when
+        # a window begins in the middle of the word.
+        starts = [word is not None and start == 0
+                  for word, (start, _) in zip(word_ids, encoded["offset_mapping"][w], strict=True)]
+        feature = {k: encoded[k][w] for k in keys}
+        if labels is not None:
+            feature["labels"] = [labels[sentence][word] if first else IGNORE
+                                 for word, first in zip(word_ids, starts, strict=True)]
+        windows.features.append(feature)
+        windows.sentence.append(sentence)
+        windows.word_ids.append(word_ids)
+        windows.starts.append(starts)
+    return windows
+
+
+def _with_visible_words(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]]
+                        ) -> list[list[str]]:
+    """Words the tokenizer drops (zero-width or control characters) become its unknown token,
+    so that they still get a position and a prediction."""
+    vocab: dict[str, bool] = {}
+    out = []
+    for words in sentences:
+        fixed = list(words)
+        for i, word in enumerate(words):
+            if word not in vocab:
+                vocab[word] = bool(tokenizer.tokenize(word)) if word.strip() else False
+            if not vocab[word]:
+                fixed[i] = tokenizer.unk_token or "[UNK]"
+        out.append(fixed)
+    return out
+
+
+def word_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                 tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
+                 max_length: int, batch_size: int = 64) -> list[np.ndarray]:
+    """Per-word vectors (logits or hidden states) of `run` over `sentences`, one array of shape
+    (words, dim) per sentence, read at each word's first subword."""
+    windows = encode_windows(tokenizer, sentences, max_length)
+    collator = DataCollatorForTokenClassification(tokenizer)
+    best: list[dict[int, tuple[int, np.ndarray]]] = [{} for _ in sentences]
+    order = sorted(range(len(windows.features)),
+                   key=lambda w: -len(windows.features[w]["input_ids"]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collator([windows.features[w] for w in chunk])
+            values = run(batch).float().cpu().numpy()
+            for row, w in enumerate(chunk):
+                _keep_best(best[windows.sentence[w]], windows.word_ids[w], windows.starts[w],
+                           values[row])
+    out = []
+    for s, words in enumerate(sentences):
+        dim = next(iter(best[s].values()))[1].shape[-1] if best[s] else 0
+        out.append(np.stack([best[s][i][1] for i in range(len(words))]) if words
+                   else np.zeros((0, dim), dtype=np.float32))
+    return out
+
+
+def _keep_best(best: dict[int, tuple[int, np.ndarray]], word_ids: list[int | None],
+               starts: list[bool], values: np.ndarray) -> None:
+    content = [i for i, word in enumerate(word_ids) if word is not None]
+    first, last = content[0], content[-1]
+    for i in content:
+        if not starts[i]:
+            continue
+        word = word_ids[i]
+        context = min(i - first, last - i)
+        if word not in best or context > best[word][0]:
+            best[word] = (context, values[i])

@@ -1,0 +1,246 @@
+"""Token classification (NER, slot filling): a tag per word, scored as entities."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoModelForTokenClassification,
+    DataCollatorForTokenClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tunelab.data.readers import Table
+from tunelab.errors import DataError, did_you_mean
+from tunelab.evaluation import entities as scores
+from tunelab.evaluation.probe import fit_linear_probe
+from tunelab.tasks.alignment import (
+    IGNORE,
+    encode_windows,
+    offsets_of_tokens,
+    word_outputs,
+    words_with_offsets,
+)
+from tunelab.tasks.base import EvalResult, Task
+from tunelab.tasks.tagging import check_tags, detect_scheme, entity_spans, to_iob2
+
+
+@dataclass
+class TokenExamples:
+    source: str
+    lines: list[int]
+    tokens: list[list[str]]
+    tags: list[list[str]]  # IOB2
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, indices: Sequence[int]) -> TokenExamples:
+        return TokenExamples(self.source, [self.lines[i] for i in indices],
+                             [self.tokens[i] for i in indices], [self.tags[i] for i in indices])
+
+    def where(self, index: int) -> str:
+        return f"{self.source}:{self.lines[index]}"
+
+
+def _spans_to_tags(text: str, spans: Any, where: str) -> tuple[list[str], list[str]]:
+    """Words of `text` and IOB2 tags from character spans [{start, end, label}]."""
+    words, offsets = words_with_offsets(text)
+    tags = ["O"] * len(words)
+    for span in spans or []:
+        try:
+            start, end, label = ((span["start"], span["end"], span["label"])
+                                 if isinstance(span, dict) else span)
+            start, end = int(start), int(end)
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: a span must be {{start, end, label}} or "
+                            f"[start, end, label], found {span!r}") from None
+        inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+        if not 0 <= start < end <= len(text) or not inside:
+            raise DataError(f"{where}: span {start}-{end} ({label}) covers no word of the "
+                            f"{len(text)}-character text; fix its offsets")
+        for n, i in enumerate(inside):
+            tags[i] = f"{'B' if n == 0 else 'I'}-{label}"
+    return words, tags
+
+
+class TokenClassification(Task):
+    name = "token-classification"
+    peft_task_type = "TOKEN_CLS"
+    auto_model = AutoModelForTokenClassification
+    default_metric = "f1"
+    headline_metrics = ("f1", "precision", "recall", "f1_macro", "token_accuracy")
+    report_kind = "Per-entity report (strict IOB2, seqeval)"
+    intended_use = ("Finding the entity types above in text like the training data. Check the "
+                    "per-entity report before relying on a type with few training examples.")
+
+    def head_description(self) -> str:
+        return ("A tag per word (IOB2), decoded into entity spans with character offsets. "
+                "Only the entity types above are found.")
+
+    # --- data -------------------------------------------------------------
+    def examples_from_table(self, table: Table, config: Any) -> TokenExamples:
+        tokens, tags = [], []
+        for i, row in enumerate(table.rows):
+            if "tokens" in row and "tags" in row:
+                words, labels = [str(t) for t in row["tokens"]], [str(t) for t in row["tags"]]
+            elif "text" in row and "spans" in row:
+                words, labels = _spans_to_tags(str(row["text"]), row["spans"], table.where(i))
+            else:
+                raise DataError(f"{table.where(i)}: a token-classification row needs 'tokens' "
+                                f"and 'tags', or 'text' and 'spans'; found: {', '.join(row)}")
+            if not words:
+                raise DataError(f"{table.where(i)}: empty sentence; remove it or add tokens")
+            if len(words) != len(labels):
+                raise DataError(
+                    f"{table.where(i)}: sentence {i + 1} has {len(words)} tokens but "
+                    f"{len(labels)} tags; give exactly one tag per token")
+            tokens.append(words)
+            tags.append(labels)
+        scheme = config.data.tag_scheme
+        if scheme == "auto":
+            scheme = detect_scheme(tags)
+        for i, labels in enumerate(tags):
+            bad = check_tags(labels, scheme)
+            if bad is not None:
+                raise DataError(f"{table.where(i)}: tag '{bad}' is not valid in the {scheme} "
+                                "scheme; fix the tag or set data.tag_scheme")
+        return TokenExamples(str(table.path), table.lines, tokens,
+                             [to_iob2(labels, scheme) for labels in tags])
+
+    def label_set(self, examples: TokenExamples) -> list[str]:
+        kinds = sorted({tag[2:] for tags in examples.tags for tag in tags if tag != "O"})
+        return ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in "BI"]
+
+    def check_labels(self, examples: TokenExamples, train_source: str) -> None:
+        known = {tag[2:] for tag in self.labels if tag != "O"}
+        for i, tags in enumerate(examples.tags):
+            for tag in tags:
+                if tag != "O" and tag[2:] not in known:
+                    raise DataError(
+                        f"{examples.where(i)}: entity type '{tag[2:]}' does not occur in the "
+                        f"training data ({train_source}){did_you_mean(tag[2:], known)}; fix "
+                        "the tag or add training examples of it")
+
+    def strata(self, examples: TokenExamples) -> None:
+        return None
+
+    def encode(self, examples: TokenExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        index = {tag: i for i, tag in enumerate(self.labels)}
+        labels = [[index[tag] for tag in tags] for tags in examples.tags]
+        windows = encode_windows(tokenizer, examples.tokens, self.max_length, labels)
+        columns = {key: [f[key] for f in windows.features] for key in windows.features[0]}
+        columns["length"] = [len(ids) for ids in columns["input_ids"]]
+        return Dataset.from_dict(columns)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForTokenClassification:
+        return DataCollatorForTokenClassification(tokenizer)
+
+    # --- scoring ----------------------------------------------------------
+    def _tags(self, ids: Sequence[int]) -> list[str]:
+        # A predicted I-X after O is read as B-X, so strict scoring sees valid IOB2.
+        return to_iob2([self.labels[i] for i in ids], "iob1")
+
+    def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+        predicted = logits.argmax(-1)
+        gold, guess = [], []
+        for row_gold, row_pred in zip(label_ids, predicted, strict=True):
+            keep = row_gold != IGNORE
+            gold.append([self.labels[i] for i in row_gold[keep]])
+            guess.append(self._tags(row_pred[keep]))
+        return scores.summary_metrics(gold, guess)
+
+    def _result(self, examples: TokenExamples, predicted: list[list[str]]) -> EvalResult:
+        metrics = scores.entity_metrics(examples.tags, predicted)
+        return EvalResult(metrics=metrics, report=scores.entity_report(examples.tags, predicted))
+
+    def evaluate(self, examples: TokenExamples, logits: list[np.ndarray]) -> EvalResult:
+        predicted = [self._tags(word_logits.argmax(-1)) for word_logits in logits]
+        result = self._result(examples, predicted)
+        result.figures["entities.png"] = lambda fig: scores.plot_entity_scores(fig,
+                                                                               result.metrics)
+        for i, tags in enumerate(predicted):
+            words = examples.tokens[i]
+            gold = [(kind, " ".join(words[a:b])) for kind, a, b in entity_spans(examples.tags[i])]
+            guess = [(kind, " ".join(words[a:b])) for kind, a, b in entity_spans(tags)]
+            result.predictions.append({
+                "line": examples.lines[i], "text": " ".join(words),
+                "gold": [f"{kind}: {text}" for kind, text in gold],
+                "predicted": [f"{kind}: {text}" for kind, text in guess],
+                "correct": gold == guess,
+            })
+        return result
+
+    def majority_baseline(self, train: TokenExamples, examples: TokenExamples) -> EvalResult:
+        return self._result(examples, [["O"] * len(words) for words in examples.tokens])
+
+    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       train: TokenExamples, examples: TokenExamples, max_examples: int,
+                       seed: int) -> EvalResult:
+        rng = np.random.default_rng(seed)
+        sample = train.subset(sorted(rng.permutation(len(train))[:max_examples].tolist()))
+        encoder.eval()
+
+        def features(ex: TokenExamples) -> list[np.ndarray]:
+            return word_outputs(lambda batch: encoder(**batch).last_hidden_state, tokenizer,
+                                ex.tokens, self.max_length)
+
+        index = {tag: i for i, tag in enumerate(self.labels)}
+        train_x = np.concatenate(features(sample))
+        train_y = np.array([index[tag] for tags in sample.tags for tag in tags])
+        eval_features = features(examples)
+        flat = fit_linear_probe(train_x, train_y, np.concatenate(eval_features), False, seed)
+        predicted, start = [], 0
+        for word_features in eval_features:
+            predicted.append(self._tags(flat[start:start + len(word_features)]))
+            start += len(word_features)
+        return self._result(examples, predicted)
+
+    # --- inference --------------------------------------------------------
+    def _word_logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                     sentences: Sequence[Sequence[str]], batch_size: int) -> list[np.ndarray]:
+        model.eval()
+        device = next(model.parameters()).device
+        return word_outputs(lambda batch: model(**{k: v.to(device) for k, v in batch.items()
+                                                   if k != "labels"}).logits,
+                            tokenizer, sentences, self.max_length, batch_size)
+
+    def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                            examples: TokenExamples, batch_size: int = 64) -> list[np.ndarray]:
+        return self._word_logits(model, tokenizer, examples.tokens, batch_size)
+
+    def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+        """Entities with character offsets. An input is raw text (split into words here) or a
+        list of tokens (offsets then refer to the tokens joined by single spaces)."""
+        texts, sentences, offsets = [], [], []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                text, (words, spans) = item, words_with_offsets(item)
+            else:
+                words = [str(token) for token in item]
+                text, spans = offsets_of_tokens(words)
+            if not words:
+                raise DataError(f"input {i + 1}: no words to tag; give a non-empty text")
+            texts.append(text)
+            sentences.append(words)
+            offsets.append(spans)
+        out = []
+        for text, spans, word_logits in zip(texts, offsets, self._word_logits(
+                model, tokenizer, sentences, batch_size), strict=True):
+            probs = torch.softmax(torch.as_tensor(word_logits), dim=-1).numpy()
+            tags = self._tags(probs.argmax(-1))
+            entities = []
+            for kind, first, end in entity_spans(tags):
+                start, stop = spans[first][0], spans[end - 1][1]
+                entities.append({"text": text[start:stop], "type": kind, "start": start,
+                                 "end": stop, "score": round(float(probs[first:end].max(-1)
+                                                                  .mean()), 6)})
+            out.append({"entities": entities})
+        return out
