@@ -70,3 +70,41 @@ def test_lora_beats_chance(tmp_path: Path, sst2_files: dict[str, str]) -> None:
         "name": "lora", "r": 8, "target_modules": "all-linear"}, training={
         "epochs": 4, "batch_size": 16}))
     assert result.metrics["test"]["accuracy"] > 0.70
+
+
+CONLL = DATASETS / "conll2003"
+
+
+def conll_slice(source: Path, target: Path, n: int) -> Path:
+    sentences, current = [], []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-DOCSTART-"):
+            continue
+        if not line.strip():
+            if current:
+                sentences.append("\n".join(current))
+                current = []
+            if len(sentences) == n:
+                break
+        else:
+            current.append(line)
+    target.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    return target
+
+
+@pytest.mark.skipif(not CONLL.is_dir(), reason=f"{CONLL} is not here")
+def test_ner_on_conll_finds_entities(tmp_path: Path) -> None:
+    data = {"train": str(conll_slice(CONLL / "train.txt", tmp_path / "train.txt", 400)),
+            "dev": str(conll_slice(CONLL / "valid.txt", tmp_path / "valid.txt", 120)),
+            "test": str(conll_slice(CONLL / "test.txt", tmp_path / "test.txt", 150)),
+            "max_length": 64}
+    result = tunelab.train(parse_config({
+        "name": "conll", "output_dir": str(tmp_path), "seed": 13,
+        "task": {"type": "token-classification"}, "data": data,
+        "training": {"epochs": 3, "batch_size": 16, "lr": 1e-4},
+        "evaluation": {"probe_max_examples": 200},
+    }))
+    assert result.metrics["test"]["f1"] > 0.35
+    assert result.metrics["test"]["f1_PER"] > 0.5
+    entities = tunelab.load(result.run_dir).predict("John Smith flew to London on Monday .")
+    assert any(e["type"] == "PER" and e["text"] == "John Smith" for e in entities["entities"])

@@ -15,15 +15,17 @@ ROW_NAMES = {
 def comparison_table(rows: dict[str, dict[str, float]], headline: Sequence[str]) -> str:
     """One line per model (baselines first), then the gain of the model over each baseline."""
     width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
-    lines = ["".ljust(width) + "".join(f"{metric:>13}" for metric in headline)]
+    cells = [max(13, len(metric) + 2) for metric in headline]
+    lines = ["".ljust(width) + "".join(f"{m:>{c}}" for m, c in zip(headline, cells, strict=True))]
     for key, metrics in rows.items():
-        lines.append(ROW_NAMES.get(key, key).ljust(width)
-                     + "".join(f"{metrics.get(m, float('nan')):>13.4f}" for m in headline))
+        lines.append(ROW_NAMES.get(key, key).ljust(width) + "".join(
+            f"{metrics.get(m, float('nan')):>{c}.4f}" for m, c in zip(headline, cells, strict=True)))
     model = rows.get("model")
     for key in ("majority", "probe"):
         if model and key in rows:
             lines.append(f"gain over {ROW_NAMES[key]}".ljust(width) + "".join(
-                f"{100 * (model[m] - rows[key][m]):>+12.2f}p" for m in headline))
+                f"{100 * (model[m] - rows[key][m]):>+{c - 1}.2f}p"
+                for m, c in zip(headline, cells, strict=True)))
     return "\n".join(lines)
 
 
