@@ -8,11 +8,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import DATASETS
 
 import tunelab
 from tunelab.config import parse_config
-
-from conftest import DATASETS
 
 SST2 = DATASETS / "sst2"
 pytestmark = [

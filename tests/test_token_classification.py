@@ -65,15 +65,15 @@ def test_seqio_reader_reads_the_folder(tmp_path: Path) -> None:
     assert table.rows[0] == {"tokens": ["fly", "to", "boston"], "tags": ["O", "O", "B-city"],
                              "label": "flight"}
     (tmp_path / "seq.out").write_text("O O B-city\n")
-    with pytest.raises(DataError, match="seq.in has 2 lines but seq.out has 1"):
+    with pytest.raises(DataError, match=r"seq\.in has 2 lines but seq\.out has 1"):
         read_table(tmp_path)
 
 
 def test_bmes_reader_and_conversion(tmp_path: Path) -> None:
     path = tmp_path / "a.char.bmes"
-    path.write_text("高 勇 ： 男\tB-NAME E-NAME O O\n\n中 国\tB-CONT E-CONT\n")
-    task, examples = read_examples(path)
-    assert examples.tokens[0] == ["高", "勇", "：", "男"]
+    path.write_text("高 勇 是 男\tB-NAME E-NAME O O\n\n中 国\tB-CONT E-CONT\n")
+    _, examples = read_examples(path)
+    assert examples.tokens[0] == ["高", "勇", "是", "男"]
     assert examples.tags == [["B-NAME", "I-NAME", "O", "O"], ["B-CONT", "I-CONT"]]
     assert examples.lines == [1, 3]
     path.write_text("高 勇 B-NAME E-NAME\n")
@@ -178,7 +178,7 @@ def test_predicted_entities_carry_character_offsets(tiny_model_dir: Path, tokeni
     text = "  Angela  Merkel visited Paris, and the very long road to xyzzyplugh ended."
     task, model = tagger_that_always_says("B-PER", tiny_model_dir)
     entities = task.predict(model, tokenizer, [text])[0]["entities"]
-    words, offsets = words_with_offsets(text)
+    _, offsets = words_with_offsets(text)
     assert [(e["start"], e["end"]) for e in entities] == offsets  # one entity per word
     assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
     assert all(0.9 < e["score"] <= 1.0 for e in entities)

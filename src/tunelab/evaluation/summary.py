@@ -15,17 +15,16 @@ ROW_NAMES = {
 def comparison_table(rows: dict[str, dict[str, float]], headline: Sequence[str]) -> str:
     """One line per model (baselines first), then the gain of the model over each baseline."""
     width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
-    cells = [max(13, len(metric) + 2) for metric in headline]
-    lines = ["".ljust(width) + "".join(f"{m:>{c}}" for m, c in zip(headline, cells, strict=True))]
+    columns = [(metric, max(13, len(metric) + 2)) for metric in headline]
+    lines = ["".ljust(width) + "".join(f"{m:>{c}}" for m, c in columns)]
     for key, metrics in rows.items():
         lines.append(ROW_NAMES.get(key, key).ljust(width) + "".join(
-            f"{metrics.get(m, float('nan')):>{c}.4f}" for m, c in zip(headline, cells, strict=True)))
+            f"{metrics.get(m, float('nan')):>{c}.4f}" for m, c in columns))
     model = rows.get("model")
     for key in ("majority", "probe"):
         if model and key in rows:
             lines.append(f"gain over {ROW_NAMES[key]}".ljust(width) + "".join(
-                f"{100 * (model[m] - rows[key][m]):>+{c - 1}.2f}p"
-                for m, c in zip(headline, cells, strict=True)))
+                f"{100 * (model[m] - rows[key][m]):>+{c - 1}.2f}p" for m, c in columns))
     return "\n".join(lines)
 
 
