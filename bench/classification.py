@@ -33,7 +33,7 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "sst2_lora": {
         "data": SST2, "method": {"name": "lora", "r": 16, "alpha": 32,
                                  "target_modules": "all-linear"},
-        "training": {"epochs": 2, "lr": 5e-4, "batch_size": 32, "eval_every": 400,
+        "training": {"epochs": 1, "lr": 5e-4, "batch_size": 32, "eval_every": 400,
                      "early_stopping": {"patience": 4}},
         "target": 0.89, "key": "sst2_lora_test_acc",
     },

@@ -24,13 +24,13 @@ TYPES = ("PER", "LOC", "ORG", "MISC")
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "conll2003_full": {
         "method": "full", "key": "conll2003_full_test_f1", "target": 0.88,
-        "training": {"epochs": 4, "lr": 1e-4, "batch_size": 16, "eval_every": 400,
+        "training": {"epochs": 3, "lr": 1e-4, "batch_size": 16, "eval_every": 400,
                      "early_stopping": {"patience": 4}},
     },
     "conll2003_lora": {
         "method": {"name": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"},
         "key": "conll2003_lora_test_f1", "target": None,
-        "training": {"epochs": 4, "lr": 1e-3, "batch_size": 16, "eval_every": 400,
+        "training": {"epochs": 2, "lr": 1e-3, "batch_size": 16, "eval_every": 400,
                      "early_stopping": {"patience": 4}},
     },
 }

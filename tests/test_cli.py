@@ -76,6 +76,7 @@ def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str,
     ("training.epoch=3", "unknown key 'training.epoch' (did you mean 'epochs'?)"),
     ("method.name=lorra", "unknown method 'lorra' (did you mean 'lora'?)"),
     ("data.max_length=2", "data.max_length: Input should be greater than or equal to 8"),
+    ("training.early_stopping.metric=f1", "'f1' is not reported for text-classification"),
 ])
 def test_bad_config_value_is_one_line_with_exit_code_2(
         override: str, expected: str, tiny_config: dict[str, Any], tmp_path: Path,

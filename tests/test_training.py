@@ -119,7 +119,7 @@ def test_early_stopping_restores_the_best_checkpoint(tiny_config: dict[str, Any]
     dev_file = tiny_config["data"]["dev"]
     evaluated, _ = tunelab.evaluate(result.run_dir, dev_file)
     assert evaluated.metrics["accuracy"] == pytest.approx(max(dev_scores))
-    assert result.metrics["dev_best"] == pytest.approx(max(dev_scores))
+    assert result.metrics["train"]["best_dev_metric"] == pytest.approx(max(dev_scores))
 
 
 def test_multi_label_run(tmp_path: Path, tiny_config: dict[str, Any]) -> None:

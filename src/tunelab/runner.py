@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoTokenizer, set_seed
 
 from tunelab import registry
 from tunelab.config import RunConfig
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, did_you_mean
 from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.summary import run_report
 from tunelab.methods.base import trainable_summary
@@ -73,11 +73,18 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     method = registry.methods.get(config.method.name)(config.method.options)
     lr = config.training.lr or method.default_lr
 
+    metric = config.training.early_stopping.metric or task.default_metric
+    if metric not in task.trainer_metrics:
+        raise ConfigError(
+            f"training.early_stopping.metric: '{metric}' is not reported for {task.name}"
+            f"{did_you_mean(metric, task.trainer_metrics)}; use one of: "
+            f"{', '.join(task.trainer_metrics)}")
+
     set_seed(config.seed)
     model = method.prepare(task.build_model(resolved, config.model.dropout), task)
     trainable, total = trainable_summary(model)
     trainer = build_trainer(config, task, model, tokenizer, task.encode(splits.train, tokenizer),
-                            task.encode(splits.dev, tokenizer), run_dir, lr)
+                            task.encode(splits.dev, tokenizer), run_dir, lr, metric)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", config.to_yaml())
 
@@ -87,14 +94,12 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     seconds = time.perf_counter() - started
     model = trainer.model
 
-    metric = config.training.early_stopping.metric or task.default_metric
     test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
     rows = {**_baselines(config, task, resolved, tokenizer, splits), "model": test.metrics}
     summary = {
         "task": task.name, "model": config.model.name, "method": config.method.name,
         "labels": task.labels, "metric": metric, "lr": lr,
         "test": test.metrics, "baselines": {k: v for k, v in rows.items() if k != "model"},
-        "dev_best": trainer.state.best_metric,
         "train": {
             "seconds": round(seconds, 2),
             "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),

@@ -43,6 +43,9 @@ class Task(ABC):
     # Columns of the comparison table in report.txt and the model card.
     headline_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "f1_micro",
                                                    "f1_weighted")
+    # What compute_metrics returns: the names early_stopping.metric may take.
+    trainer_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "f1_micro",
+                                                  "f1_weighted")
     report_kind: ClassVar[str] = "Per-class report"
     intended_use: ClassVar[str] = (
         "Classifying short texts like those in the training data into the labels above. Check "

@@ -76,6 +76,7 @@ class TokenClassification(Task):
     auto_model = AutoModelForTokenClassification
     default_metric = "f1"
     headline_metrics = ("f1", "precision", "recall", "f1_macro", "token_accuracy")
+    trainer_metrics = ("f1", "token_accuracy")
     report_kind = "Per-entity report (strict IOB2, seqeval)"
     intended_use = ("Finding the entity types above in text like the training data. Check the "
                     "per-entity report before relying on a type with few training examples.")

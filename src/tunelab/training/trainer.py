@@ -60,8 +60,8 @@ def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: flo
 
 
 def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
-                  train_set: Any, dev_set: Any, run_dir: Path, lr: float) -> Trainer:
-    metric = config.training.early_stopping.metric or task.default_metric
+                  train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str
+                  ) -> Trainer:
     args = training_arguments(config, run_dir / "checkpoints", metric, lr)
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
