@@ -13,10 +13,15 @@ import json
 import sys
 from typing import Any
 
-from common import DATASETS, WORK, machine_line, update_results, update_section
-
-import tunelab
-from tunelab.config import parse_config
+from common import (
+    DATASETS,
+    machine_line,
+    save_row,
+    saved_rows,
+    train_experiment,
+    update_results,
+    update_section,
+)
 
 SST2 = {"train": f"{DATASETS}/sst2/train.tsv", "dev": f"{DATASETS}/sst2/dev.tsv",
         "test": f"{DATASETS}/sst2/test.tsv", "text_column": "sentence", "label_column": "label"}
@@ -48,13 +53,10 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
 
 def run(name: str) -> dict[str, Any]:
     spec = EXPERIMENTS[name]
-    config = parse_config({
-        "name": name, "output_dir": str(WORK / "runs"), "seed": 42,
+    metrics = train_experiment(name, {
         "data": spec["data"], "method": spec["method"], "training": spec["training"],
         "evaluation": {"probe_max_examples": 4000},
-    }, source=f"bench:{name}")
-    result = tunelab.train(config, overwrite=True)
-    metrics = result.metrics
+    }).metrics
     row = {
         "experiment": name, "accuracy": metrics["test"]["accuracy"],
         "f1_macro": metrics["test"]["f1_macro"], "target": spec["target"],
@@ -65,7 +67,7 @@ def run(name: str) -> dict[str, Any]:
         "peak_rss_mb": metrics["peak_rss_mb"], "train_size": metrics["sizes"]["train"],
         "trainable": metrics["train"]["trainable_parameters"],
     }
-    (WORK / f"{name}.json").write_text(json.dumps(row, indent=2))
+    save_row(name, row)
     values = {spec["key"]: round(row["accuracy"], 4)}
     if "seconds_key" in spec:
         values[spec["seconds_key"]] = round(row["seconds"], 1)
@@ -74,8 +76,7 @@ def run(name: str) -> dict[str, Any]:
 
 
 def write_section() -> None:
-    rows = [json.loads((WORK / f"{n}.json").read_text()) for n in EXPERIMENTS
-            if (WORK / f"{n}.json").exists()]
+    rows = saved_rows(list(EXPERIMENTS))
     lines = [
         "## Text classification (`python bench/classification.py`)",
         "",

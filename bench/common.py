@@ -18,6 +18,27 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 WORK = BENCH / "work"
 
 
+def train_experiment(name: str, raw: dict[str, Any]) -> Any:
+    """One experiment as a normal tunelab run under bench/work/runs; returns the RunResult."""
+    import tunelab
+    from tunelab.config import parse_config
+
+    config = parse_config({"name": name, "output_dir": str(WORK / "runs"), "seed": 42, **raw},
+                          source=f"bench:{name}")
+    return tunelab.train(config, overwrite=True)
+
+
+def save_row(name: str, row: dict[str, Any]) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.json").write_text(json.dumps(row, indent=2))
+
+
+def saved_rows(names: list[str]) -> list[dict[str, Any]]:
+    """The rows saved by earlier runs of these experiments, in the order given."""
+    return [json.loads((WORK / f"{n}.json").read_text()) for n in names
+            if (WORK / f"{n}.json").exists()]
+
+
 def machine_line() -> str:
     import torch
 

@@ -12,10 +12,15 @@ import json
 import sys
 from typing import Any
 
-from common import DATASETS, WORK, machine_line, update_results, update_section
-
-import tunelab
-from tunelab.config import parse_config
+from common import (
+    DATASETS,
+    machine_line,
+    save_row,
+    saved_rows,
+    train_experiment,
+    update_results,
+    update_section,
+)
 
 CONLL = {"train": f"{DATASETS}/conll2003/train.txt", "dev": f"{DATASETS}/conll2003/valid.txt",
          "test": f"{DATASETS}/conll2003/test.txt", "max_length": 128}
@@ -38,13 +43,11 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
 
 def run(name: str) -> dict[str, Any]:
     spec = EXPERIMENTS[name]
-    config = parse_config({
-        "name": name, "output_dir": str(WORK / "runs"), "seed": 42,
+    result = train_experiment(name, {
         "task": {"type": "token-classification"}, "data": CONLL,
         "method": spec["method"], "training": spec["training"],
         "evaluation": {"probe_max_examples": 2000},
-    }, source=f"bench:{name}")
-    result = tunelab.train(config, overwrite=True)
+    })
     metrics = result.metrics
     history = json.loads((result.run_dir / "log_history.json").read_text())
     row = {
@@ -59,14 +62,13 @@ def run(name: str) -> dict[str, Any]:
         "trainable": metrics["train"]["trainable_parameters"],
         "curve": [(e["epoch"], e["eval_f1"]) for e in history if "eval_f1" in e],
     }
-    (WORK / f"{name}.json").write_text(json.dumps(row, indent=2))
+    save_row(name, row)
     update_results({spec["key"]: round(row["f1"], 4)})
     return row
 
 
 def write_section() -> None:
-    rows = [json.loads((WORK / f"{n}.json").read_text()) for n in EXPERIMENTS
-            if (WORK / f"{n}.json").exists()]
+    rows = saved_rows(list(EXPERIMENTS))
     lines = [
         "## NER (`python bench/ner.py`)",
         "",
