@@ -92,7 +92,9 @@ def write_section() -> None:
     for r in rows:
         curve = ", ".join(f"{epoch:.2f}: {f1:.3f}" for epoch, f1 in r["curve"])
         lines.append(f"- {r['experiment']}: {curve}")
-    lines += ["", f"Machine: {machine_line()}."]
+    lines += ["", f"Machine: {machine_line()}. Train seconds and samples/s include the dev",
+              "evaluations, and were taken while other work shared the two cores: read them as",
+              "upper bounds, not clean timings (bench/speed is for those)."]
     update_section("ner", "\n".join(lines))
 
 
