@@ -97,7 +97,7 @@ def write_section() -> None:
             f"{r['trainable']:,} |")
     lines += ["", f"Machine: {machine_line()}. Train seconds and samples/s include the dev",
               "evaluations, and were taken while other work shared the two cores: read them as",
-              "upper bounds, not clean timings (bench/speed is for those)."]
+              "upper bounds, not clean timings."]
     update_section("classification", "\n".join(lines))
 
 

@@ -94,7 +94,7 @@ def write_section() -> None:
         lines.append(f"- {r['experiment']}: {curve}")
     lines += ["", f"Machine: {machine_line()}. Train seconds and samples/s include the dev",
               "evaluations, and were taken while other work shared the two cores: read them as",
-              "upper bounds, not clean timings (bench/speed is for those)."]
+              "upper bounds, not clean timings."]
     update_section("ner", "\n".join(lines))
 
 
