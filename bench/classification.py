@@ -15,9 +15,9 @@ from typing import Any
 
 from common import (
     DATASETS,
-    machine_line,
     save_row,
     saved_rows,
+    timing_footer,
     train_experiment,
     update_results,
     update_section,
@@ -95,9 +95,7 @@ def write_section() -> None:
             f"{r['f1_macro']:.4f} | {r['probe']:.4f} | {r['majority']:.4f} | {r['epochs']:.2f} | "
             f"{r['seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_rss_mb']:.0f} | "
             f"{r['trainable']:,} |")
-    lines += ["", f"Machine: {machine_line()}. Train seconds and samples/s include the dev",
-              "evaluations, and were taken while other work shared the two cores: read them as",
-              "upper bounds, not clean timings."]
+    lines += ["", timing_footer()]
     update_section("classification", "\n".join(lines))
 
 

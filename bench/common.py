@@ -49,6 +49,12 @@ def machine_line() -> str:
             f"{versions}")
 
 
+def timing_footer() -> str:
+    return (f"Machine: {machine_line()}. Train seconds and samples/s include the dev\n"
+            "evaluations, and were taken while other work shared the two cores: read them as\n"
+            "upper bounds, not clean timings.")
+
+
 def update_results(values: dict[str, Any]) -> None:
     path = BENCH / "results.json"
     data = json.loads(path.read_text()) if path.exists() else {}

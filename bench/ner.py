@@ -14,9 +14,9 @@ from typing import Any
 
 from common import (
     DATASETS,
-    machine_line,
     save_row,
     saved_rows,
+    timing_footer,
     train_experiment,
     update_results,
     update_section,
@@ -92,9 +92,7 @@ def write_section() -> None:
     for r in rows:
         curve = ", ".join(f"{epoch:.2f}: {f1:.3f}" for epoch, f1 in r["curve"])
         lines.append(f"- {r['experiment']}: {curve}")
-    lines += ["", f"Machine: {machine_line()}. Train seconds and samples/s include the dev",
-              "evaluations, and were taken while other work shared the two cores: read them as",
-              "upper bounds, not clean timings."]
+    lines += ["", timing_footer()]
     update_section("ner", "\n".join(lines))
 
 
