@@ -12,24 +12,23 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
+from tunelab.inference import batched_outputs
+
 
 def sentence_embeddings(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                         encoded: dict[str, list[Any]], batch_size: int = 64) -> np.ndarray:
     """Mean-pooled last hidden states of a frozen encoder, one row per text."""
-    collator = DataCollatorWithPadding(tokenizer)
     rows = [dict(zip(encoded.keys(), values, strict=True))
             for values in zip(*encoded.values(), strict=True)]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-    out = np.zeros((len(rows), encoder.config.hidden_size), dtype=np.float32)
+
+    def mean_pool(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
     encoder.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = collator([rows[i] for i in chunk])
-            hidden = encoder(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out[chunk] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy()
-    return out
+    return np.stack(batched_outputs(mean_pool, DataCollatorWithPadding(tokenizer), rows,
+                                    batch_size))
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray,

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
+from tunelab.inference import batched_outputs
+
 IGNORE = -100
 WORD = re.compile(r"\w+(?:[-'\u2019.]\w+)*|[^\w\s]")
 
@@ -94,18 +96,12 @@ def word_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     """Per-word vectors (logits or hidden states) of `run` over `sentences`, one array of shape
     (words, dim) per sentence, read at each word's first subword."""
     windows = encode_windows(tokenizer, sentences, max_length)
-    collator = DataCollatorForTokenClassification(tokenizer)
+    values = batched_outputs(run, DataCollatorForTokenClassification(tokenizer),
+                             windows.features, batch_size)
     best: list[dict[int, tuple[int, np.ndarray]]] = [{} for _ in sentences]
-    order = sorted(range(len(windows.features)),
-                   key=lambda w: -len(windows.features[w]["input_ids"]))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = collator([windows.features[w] for w in chunk])
-            values = run(batch).float().cpu().numpy()
-            for row, w in enumerate(chunk):
-                _keep_best(best[windows.sentence[w]], windows.word_ids[w], windows.starts[w],
-                           values[row])
+    for w, window_values in enumerate(values):
+        _keep_best(best[windows.sentence[w]], windows.word_ids[w], windows.starts[w],
+                   window_values)
     out = []
     for s, words in enumerate(sentences):
         dim = next(iter(best[s].values()))[1].shape[-1] if best[s] else 0

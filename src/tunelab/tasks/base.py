@@ -154,28 +154,3 @@ class Task(ABC):
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]: ...
 
-
-def batched_logits(model: torch.nn.Module, collator: Any, features: Sequence[dict[str, Any]],
-                   batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
-    """Run `model` over encoded features, longest first so padding stays small; one logits
-    array per example, in input order, trimmed to its own length for token-level tasks."""
-    from tqdm.auto import tqdm
-
-    order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
-    out: list[np.ndarray] = [np.empty(0)] * len(features)
-    model.eval()
-    device = next(model.parameters()).device
-    model_keys = ("input_ids", "attention_mask", "token_type_ids")
-    starts = range(0, len(order), batch_size)
-    with torch.inference_mode():
-        for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
-            chunk = order[start:start + batch_size]
-            batch = collator([{k: features[i][k] for k in model_keys if k in features[i]}
-                              for i in chunk])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
-            for row, i in enumerate(chunk):
-                value = logits[row].numpy()
-                if value.ndim == 2:  # token logits: drop the padding
-                    value = value[: len(features[i]["input_ids"])]
-                out[i] = value
-    return out

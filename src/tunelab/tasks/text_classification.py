@@ -24,7 +24,8 @@ from tunelab.data.readers import Table
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
 from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
-from tunelab.tasks.base import EvalResult, Task, batched_logits
+from tunelab.inference import batched_outputs, on_device
+from tunelab.tasks.base import EvalResult, Task
 
 
 @dataclass
@@ -242,8 +243,9 @@ class TextClassification(Task):
         encoded = self.tokenize(tokenizer, texts, pairs)
         features = [dict(zip(encoded.keys(), values, strict=True))
                     for values in zip(*encoded.values(), strict=True)]
-        return np.stack(batched_logits(model, self.collator(tokenizer), features, batch_size,
-                                       progress))
+        model.eval()
+        return np.stack(batched_outputs(lambda batch: model(**on_device(model, batch)).logits,
+                                        self.collator(tokenizer), features, batch_size, progress))
 
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from tunelab.data.readers import Table
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import entities as scores
 from tunelab.evaluation.probe import fit_linear_probe
+from tunelab.inference import on_device
 from tunelab.tasks.alignment import (
     IGNORE,
     encode_windows,
@@ -207,9 +208,7 @@ class TokenClassification(Task):
     def _word_logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                      sentences: Sequence[Sequence[str]], batch_size: int) -> list[np.ndarray]:
         model.eval()
-        device = next(model.parameters()).device
-        return word_outputs(lambda batch: model(**{k: v.to(device) for k, v in batch.items()
-                                                   if k != "labels"}).logits,
+        return word_outputs(lambda batch: model(**on_device(model, batch)).logits,
                             tokenizer, sentences, self.max_length, batch_size)
 
     def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
