@@ -19,6 +19,13 @@ NEGATIVE = ["awful", "terrible", "hate", "horrible", "poor", "sad", "broken", "b
 FILLER = ["the", "movie", "was", "really", "and", "plot", "acting", "very", "quite", "it"]
 
 
+@pytest.fixture(autouse=True)
+def private_token_cache(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokenised-data cache in a per-session temp dir, never the user's ~/.cache."""
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide random BERT with a small WordPiece vocabulary, saved like a hub model."""

@@ -63,6 +63,9 @@ class DataConfig(Section):
     dev_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     max_length: int = Field(default=128, ge=8, le=8192)
+    # Truncate at this percentile of the training texts' token lengths (if below max_length).
+    length_percentile: float | None = Field(default=None, gt=50.0, le=100.0)
+    cache_tokenized: bool = True  # reuse tokenised data across runs (~/.cache/tunelab)
 
     @field_validator("format")
     @classmethod
@@ -91,6 +94,11 @@ class TrainingConfig(Section):
     weight_decay: float = Field(default=0.01, ge=0.0)
     eval_every: Literal["epoch"] | int = "epoch"
     group_by_length: bool = True
+    # Freeze the embeddings and the lowest k layers; with cache_frozen their outputs are
+    # computed once, so later epochs pay only for the top layers.
+    freeze_layers: int = Field(default=0, ge=0)
+    cache_frozen: bool = True
+    dataloader_workers: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=50, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)

@@ -3,6 +3,8 @@ and the files a user reads afterwards."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import platform
 import resource
 import shutil
@@ -11,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, set_seed
 
 from tunelab import registry
 from tunelab.config import RunConfig
+from tunelab.data.token_cache import cached_encode
 from tunelab.errors import ConfigError, did_you_mean
 from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.summary import run_report
@@ -32,6 +36,7 @@ from tunelab.rundir import (
     write_text,
 )
 from tunelab.tasks.base import EvalResult, Task
+from tunelab.training.frozen_layers import FrozenLowerLayers
 from tunelab.training.inputs import Splits, load_splits
 from tunelab.training.trainer import build_trainer, last_checkpoint
 
@@ -80,19 +85,35 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
             f"{did_you_mean(metric, task.trainer_metrics)}; use one of: "
             f"{', '.join(task.trainer_metrics)}")
 
+    truncated_at = _truncate_at_percentile(config, task, tokenizer, splits)
+    started = time.perf_counter()
+    train_set, train_cached = cached_encode(task, splits.train, tokenizer,
+                                            config.data.cache_tokenized)
+    dev_set, _ = cached_encode(task, splits.dev, tokenizer, config.data.cache_tokenized)
+    tokenize_seconds = time.perf_counter() - started
+
     set_seed(config.seed)
-    model = method.prepare(task.build_model(resolved, config.model.dropout), task)
-    trainable, total = trainable_summary(model)
-    trainer = build_trainer(config, task, model, tokenizer, task.encode(splits.train, tokenizer),
-                            task.encode(splits.dev, tokenizer), run_dir, lr, metric)
+    model = task.build_model(resolved, config.model.dropout)
+    frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
+              if config.training.freeze_layers else None)
+    collator = None
+    caching = frozen is not None and config.training.cache_frozen
+    if caching:
+        train_set = frozen.attach(train_set, config.training.eval_batch_size, "caching train")
+        dev_set = frozen.attach(dev_set, config.training.eval_batch_size, "caching dev")
+        collator = frozen.collator(task.collator(tokenizer))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", config.to_yaml())
-
     checkpoint = last_checkpoint(run_dir) if resume else None
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    with frozen.top_layers_only() if caching else contextlib.nullcontext():
+        model = method.prepare(model, task)
+        trainer = build_trainer(config, task, model, tokenizer, train_set, dev_set, run_dir, lr,
+                                metric, collator)
+        prepare_seconds = time.perf_counter() - started
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
     model = trainer.model
+    trainable, total = trainable_summary(model)
 
     test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
     rows = {**_baselines(config, task, resolved, tokenizer, splits), "model": test.metrics}
@@ -108,6 +129,10 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
             "best_dev_metric": trainer.state.best_metric or float("nan"),
             "trainable_parameters": trainable, "total_parameters": total,
             "resumed_from": checkpoint,
+            "tokenize_seconds": round(tokenize_seconds, 2),
+            "prepare_seconds": round(prepare_seconds, 2), "tokenized_from_cache": train_cached,
+            "frozen_layers": config.training.freeze_layers, "max_length": task.max_length,
+            "truncated_at_percentile": truncated_at,
         },
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
@@ -121,6 +146,18 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     _write_run(config, run_dir, method, model, tokenizer, task, summary, rows, test,
                trainer.state.log_history)
     return RunResult(run_dir, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
+
+
+def _truncate_at_percentile(config: RunConfig, task: Task, tokenizer: Any, splits: Splits
+                            ) -> int | None:
+    """Lower task.max_length to the training data's length percentile, when that is shorter."""
+    percentile = config.data.length_percentile
+    lengths = task.token_lengths(splits.train, tokenizer) if percentile else None
+    if not lengths:
+        return None
+    at = max(8, math.ceil(float(np.percentile(lengths, percentile))))
+    task.max_length = min(task.max_length, at)
+    return at
 
 
 def _baselines(config: RunConfig, task: Task, resolved: Any, tokenizer: Any, splits: Splits

@@ -98,6 +98,12 @@ class Task(ABC):
     @abstractmethod
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any: ...
 
+    def token_lengths(self, examples: Any, tokenizer: PreTrainedTokenizerBase
+                      ) -> list[int] | None:
+        """Untruncated token counts, for data.length_percentile; None where it does not apply
+        (NER splits long sentences into windows instead)."""
+        return None
+
     # --- model ------------------------------------------------------------
     def build_model(self, resolved: ResolvedModel, dropout: float | None = None
                     ) -> PreTrainedModel:

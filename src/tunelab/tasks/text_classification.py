@@ -152,6 +152,12 @@ class TextClassification(Task):
         return tokenizer(list(texts), list(pairs) if pairs is not None else None,
                          truncation=True, max_length=self.max_length)
 
+    def token_lengths(self, examples: TextExamples, tokenizer: PreTrainedTokenizerBase
+                      ) -> list[int]:
+        encoded = tokenizer(list(examples.texts), examples.pairs, truncation=False,
+                            verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def encode(self, examples: TextExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
         encoded = dict(self.tokenize(tokenizer, examples.texts, examples.pairs))
         encoded["labels"] = self.label_ids(examples).tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
+    TrainerState,
     TrainingArguments,
 )
 from transformers.integrations import TensorBoardCallback
@@ -53,15 +56,33 @@ def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: flo
         seed=config.seed,
         data_seed=config.seed,
         report_to="none",
-        dataloader_num_workers=0,
+        dataloader_num_workers=t.dataloader_workers,
+        # the frozen-layer cache needs its cache_index column in the collator
+        remove_unused_columns=not (t.freeze_layers and t.cache_frozen),
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
     )
 
 
+class TrainingClock(TrainerCallback):
+    """Adds `train_seconds` to each evaluation in the log history: wall time since training
+    began, less the time spent evaluating, so accuracy can be plotted against training time."""
+
+    def on_train_begin(self, args: Any, state: TrainerState, control: Any, **_: Any) -> None:
+        self.started = time.perf_counter()
+        self.evaluating = 0.0
+
+    def on_log(self, args: Any, state: TrainerState, control: Any, logs: Any = None,
+               **_: Any) -> None:
+        if logs and "eval_runtime" in logs and state.log_history:
+            self.evaluating += logs["eval_runtime"]
+            state.log_history[-1]["train_seconds"] = round(
+                time.perf_counter() - self.started - self.evaluating, 3)
+
+
 def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
-                  train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str
-                  ) -> Trainer:
+                  train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
+                  collator: Any = None) -> Trainer:
     args = training_arguments(config, run_dir / "checkpoints", metric, lr)
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -70,13 +91,14 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
         return task.compute_metrics(np.asarray(logits), np.asarray(prediction.label_ids))
 
     callbacks: list[Any] = [
-        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+        TrainingClock(),
     ]
     if config.training.early_stopping.enabled:
         callbacks.append(EarlyStoppingCallback(config.training.early_stopping.patience))
     return Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-        processing_class=tokenizer, data_collator=task.collator(tokenizer),
+        processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics, callbacks=callbacks,
     )
 
