@@ -72,7 +72,7 @@ class Recorder:
 def tutorial(data: Path, epochs: float, lr: float) -> dict[str, Any]:
     from torch.utils.data import DataLoader, TensorDataset
 
-    texts, labels = read_split(data / "train.csv")
+    _, labels = read_split(data / "train.csv")
     names = sorted(set(labels))
     clock = Recorder()
     tokenizer, model = hf_model(len(names))
@@ -122,7 +122,7 @@ def trainer_defaults(data: Path, epochs: float, lr: float) -> dict[str, Any]:
 
     from tunelab.training.trainer import TrainingClock
 
-    texts, labels = read_split(data / "train.csv")
+    _, labels = read_split(data / "train.csv")
     names = sorted(set(labels))
     started = time.perf_counter()
     tokenizer, model = hf_model(len(names))
@@ -135,8 +135,9 @@ def trainer_defaults(data: Path, epochs: float, lr: float) -> dict[str, Any]:
 
     train, dev, test = dataset("train"), dataset("dev"), dataset("test")
     steps_per_epoch = math.ceil(len(train) / BATCH)
-    args = TrainingArguments(output_dir=str(data / "trainer-out"), per_device_train_batch_size=BATCH,
-                             learning_rate=lr, num_train_epochs=epochs, eval_strategy="steps",
+    args = TrainingArguments(output_dir=str(data / "trainer-out"),
+                             per_device_train_batch_size=BATCH, learning_rate=lr,
+                             num_train_epochs=epochs, eval_strategy="steps",
                              eval_steps=max(1, steps_per_epoch // 4), save_strategy="no",
                              report_to="none", logging_steps=50, seed=42)
 
@@ -162,7 +163,7 @@ def tunelab_run(data: Path, epochs: float, lr: float, overrides: list[str]) -> d
     from tunelab.config import apply_override, parse_config
     from tunelab.predictor import Predictor
 
-    n_train = sum(1 for _ in open(data / "train.csv", encoding="utf-8")) - 1
+    n_train = len(read_split(data / "train.csv")[0])
     raw: dict[str, Any] = {
         "name": "tunelab", "output_dir": str(data / "runs"), "seed": 42,
         "model": {"name": MODEL},
@@ -224,8 +225,9 @@ def main() -> None:
         row = tunelab_run(args.data, args.epochs, args.lr, args.overrides)
     model = row.pop("model")
     texts, _ = read_split(args.data / "train.csv")
-    from tunelab.models import resolve_model
     from transformers import AutoTokenizer
+
+    from tunelab.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(MODEL).source)
     mean_length = float(np.mean([len(ids) for ids in tokenizer(texts)["input_ids"]]))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import BENCH, DATASETS, WORK, machine_line, update_results, update_section  # noqa: E402
+from common import BENCH, DATASETS, WORK, machine_line, update_results, update_section
 
 HERE = Path(__file__).resolve().parent
 SPEED = WORK / "speed"
