@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tunelab.config import RunConfig, load_config
 from tunelab.evaluation.plots import save_figure
@@ -22,16 +23,17 @@ def train(config: RunConfig | str | Path, overrides: list[str] | None = None,
     return train_run(config, resume=resume, overwrite=overwrite)
 
 
-def load(run: str | Path) -> Predictor:
-    """A trained run, ready for `.predict(texts)` and `.evaluate(file)`."""
-    return Predictor(run)
+def load(run: str | Path, backend: str = "auto") -> Predictor:
+    """A trained run, ready for `.predict(texts)` and `.evaluate(file)`. backend "auto" uses
+    the exported int8 ONNX model when `tunelab export` has written one."""
+    return Predictor(run, backend)
 
 
-def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = None
-             ) -> tuple[EvalResult, Path]:
+def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = None,
+             backend: str = "torch") -> tuple[EvalResult, Path]:
     """Score a run on a labelled file; writes report.txt, metrics.json and plots under
     RUN/eval/<file name>/ and returns the result and that folder."""
-    predictor = Predictor(run)
+    predictor = Predictor(run, backend)
     result = predictor.evaluate(data, overrides)
     out = predictor.run_dir / "eval" / re.sub(r"[^\w.-]+", "_", Path(data).name)
     report = eval_report(str(predictor.run_dir), str(data), result.metrics, result.report,
@@ -42,3 +44,12 @@ def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = No
         save_figure(out / name, draw)
     result.report = report
     return result, out
+
+
+def export(run: str | Path, format: str = "onnx", **options: Any) -> dict[str, Any]:
+    """Export a run (ONNX: merged, fused, int8) after checking it agrees with PyTorch;
+    returns the export report. Raises ExportError, writing nothing, when the check fails."""
+    from tunelab import registry
+
+    exporter, options_class = registry.exporters.get(format)
+    return exporter(Predictor(run, "torch").run_dir, options_class(**options))

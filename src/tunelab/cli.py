@@ -73,14 +73,37 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
     data: Annotated[Path, typer.Option(help="Labelled file to score the run on")],
     set_: SetOption = None,
+    backend: Annotated[str, typer.Option(help="torch, onnx (int8 if exported) or onnx-fp32")
+                       ] = "torch",
 ) -> None:
     """Score a trained run on any labelled file (read with the run's column mapping)."""
     _quiet_libraries()
     from tunelab.api import evaluate as run_eval
 
-    result, folder = run_eval(run, data, set_)
+    result, folder = run_eval(run, data, set_, backend)
     out.print(result.report, markup=False, highlight=False, soft_wrap=True)
     out.print(f"written to {folder}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    data: Annotated[Path | None, typer.Option(help="Labelled file for the agreement check "
+                                              "(default: the run's test, else dev file)")] = None,
+    quantize: Annotated[bool, typer.Option(help="Also write the int8 model")] = True,
+    min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.99,
+    max_drop: Annotated[float, typer.Option(help="Largest metric drop allowed, in points")
+                        ] = 1.0,
+) -> None:
+    """Export to ONNX (LoRA merged, graph fused) and int8; refuse if it disagrees with PyTorch."""
+    _quiet_libraries()
+    from tunelab.api import export as run_export
+    from tunelab.export.onnx import report_markdown
+
+    report = run_export(run, data=data, quantize=quantize, min_agreement=min_agreement,
+                        max_drop_points=max_drop)
+    out.print(report_markdown(report), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"written to {Path(report['run']) / 'export'}")
 
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
@@ -113,6 +136,8 @@ def predict(
     output: Annotated[Path | None, typer.Option(help="Write JSON lines here")] = None,
     text_column: Annotated[str | None, typer.Option(help="Column of --input with the text")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
+                                         "torch), torch, onnx, onnx-fp32")] = "auto",
 ) -> None:
     """Predict labels and per-class probabilities for texts or a file."""
     from tunelab.rundir import write_jsonl
@@ -123,7 +148,7 @@ def predict(
     _quiet_libraries()
     from tunelab.api import load
 
-    predictions = load(run).predict(inputs, batch_size=batch_size)
+    predictions = load(run, backend).predict(inputs, batch_size=batch_size)
     rows = [{"text": text, **pred} for text, pred in zip(inputs, predictions, strict=True)]
     if output is not None:
         write_jsonl(output, rows)

@@ -24,6 +24,12 @@ class ModelError(TunelabError):
     """A model name or directory that cannot be resolved or loaded."""
 
 
+class ExportError(TunelabError):
+    """An export that failed its accuracy check: refused, nothing written."""
+
+    exit_code = 1
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' suffix for the closest choice, or '' when none is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -31,6 +31,6 @@ def batched_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor], coll
     return out
 
 
-def on_device(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    device = next(model.parameters()).device
+def on_device(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    device = getattr(model, "device", None) or next(model.parameters()).device
     return {key: value.to(device) for key, value in batch.items()}

@@ -34,18 +34,46 @@ def run_text_column(run: str | Path) -> str:
     return "text"
 
 
-class Predictor:
-    """A trained model ready for `predict(texts)` and `evaluate(file)`."""
+BACKENDS = ("auto", "torch", "onnx", "onnx-fp32")
 
-    def __init__(self, run: str | Path) -> None:
+
+def exported_model(run_dir: Path, backend: str) -> Path | None:
+    """The ONNX file a backend choice selects; None means PyTorch."""
+    export = run_dir / "export"
+    if backend == "torch":
+        return None
+    names = {"onnx": ["model.int8.onnx", "model.onnx"], "onnx-fp32": ["model.onnx"],
+             "auto": ["model.int8.onnx", "model.onnx"]}[backend]
+    found = next((export / n for n in names if (export / n).is_file()), None)
+    if found is None and backend != "auto":
+        raise ModelError(f"{run_dir}: no exported {names[-1]}; run `tunelab export {run_dir}` "
+                         "first, or use --backend torch")
+    return found
+
+
+class Predictor:
+    """A trained model ready for `predict(texts)` and `evaluate(file)`. `backend`: auto (the
+    exported int8 ONNX model when there is one, else PyTorch), torch, onnx or onnx-fp32."""
+
+    def __init__(self, run: str | Path, backend: str = "auto", threads: int | None = None,
+                 spinning: bool = True, onnx_file: Path | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model_dir = model_dir_of(run)
         self.run_dir = self.model_dir.parent if self.model_dir.name == "model" else self.model_dir
         self.meta = read_json(self.model_dir / MODEL_META)
         self.task: Task = registry.tasks.get(self.meta["task"])(
             self.meta["labels"], self.meta["multi_label"], self.meta["threshold"],
             self.meta["max_length"])
-        self.model = registry.methods.get(self.meta["method"]).load(
-            self.model_dir, self.task, self.meta)
+        onnx_file = onnx_file or exported_model(self.run_dir, backend)
+        self.backend = "torch" if onnx_file is None else onnx_file.name
+        if onnx_file is None:
+            self.model = registry.methods.get(self.meta["method"]).load(
+                self.model_dir, self.task, self.meta)
+        else:
+            from tunelab.export.runtime import OnnxModel
+
+            self.model = OnnxModel(onnx_file, threads, spinning)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
 
@@ -68,14 +96,34 @@ class Predictor:
             apply_override(raw, assignment)
         return parse_config(raw, source=str(path))
 
+    def read_labelled(self, path: Path, config: RunConfig | None = None) -> Any:
+        config = config or self.run_config(data=path)
+        examples = read_examples(self.task, path, config)
+        self.task.check_labels(examples, "the model's label set")
+        if len(examples) == 0:
+            raise DataError(f"{path}: no examples to evaluate")
+        return examples
+
     def evaluate(self, data: str | Path, overrides: list[str] | None = None,
                  batch_size: int = 64) -> EvalResult:
         """Score the model on a labelled file read with the run's column mapping."""
         path = Path(data)
         config = self.run_config(overrides, path)
-        examples = read_examples(self.task, path, config)
-        self.task.check_labels(examples, "the model's label set")
-        if len(examples) == 0:
-            raise DataError(f"{path}: no examples to evaluate")
+        examples = self.read_labelled(path, config)
         logits = self.task.logits_for_examples(self.model, self.tokenizer, examples, batch_size)
         return self.task.evaluate(examples, logits)
+
+
+def labelled_check_data(predictor: Predictor, data: Path | None) -> tuple[Any, str]:
+    """Labelled examples to check a model against: the file given, else the run's test
+    file, else its dev file."""
+    if data is not None:
+        if not Path(data).is_file():
+            raise DataError(f"{data}: file not found; give a labelled file with --data")
+        return predictor.read_labelled(Path(data)), str(data)
+    config = predictor.run_config()
+    for path in (config.data.test, config.data.dev):
+        if path is not None and Path(path).is_file():
+            return predictor.read_labelled(Path(path), config), str(path)
+    raise DataError(f"{predictor.run_dir}: the run has no test or dev file to check against "
+                    "(they were split from train); pass a labelled file with --data FILE")

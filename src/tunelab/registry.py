@@ -84,3 +84,6 @@ readers = Registry(
         "bmes": "tunelab.data.readers.bmes:read_bmes",
     },
 )
+
+# An exporter entry names a (function, options dataclass) pair.
+exporters = Registry("exporter", {"onnx": "tunelab.export.onnx:EXPORTER"})

@@ -25,6 +25,10 @@ DROPOUT_ATTRIBUTES = (
 )
 
 
+def sigmoid(x: Any) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
 @dataclass
 class EvalResult:
     """Scores of one model on one split."""
@@ -149,6 +153,16 @@ class Task(ABC):
     def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                        train: Any, examples: Any, max_examples: int, seed: int) -> EvalResult:
         """The pretrained encoder, frozen, with a freshly fitted linear head."""
+
+    def agreement(self, a: Any, b: Any) -> float:
+        """Share of decisions two sets of outputs agree on: labels per example, tags per
+        word, or each label's yes/no when multi-label."""
+        if self.multi_label:
+            return float(((sigmoid(a) >= self.threshold) == (sigmoid(b) >= self.threshold))
+                         .all(axis=-1).mean())
+        decided = [np.concatenate([np.atleast_1d(np.asarray(x).argmax(-1)) for x in outputs])
+                   for outputs in (a, b)]
+        return float((decided[0] == decided[1]).mean())
 
     # --- inference --------------------------------------------------------
     @abstractmethod

@@ -1,0 +1,63 @@
+"""Compare inference backends on labelled data: agreement with the reference, the task
+metric, batch throughput and single-text latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunelab.tasks.base import Task
+
+LATENCY_SAMPLES = 50
+
+
+@dataclass
+class Comparison:
+    metric: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    agreement: dict[str, float] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    cold_start_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "metric"}
+
+
+def compare_backends(task: Task, tokenizer: Any, examples: Any, backends: dict[str, Any],
+                     batch_size: int = 32) -> Comparison:
+    """The first backend is the reference the others must agree with."""
+    comparison = Comparison(task.default_metric)
+    reference = None
+    for name, model in backends.items():
+        started = time.perf_counter()
+        logits = task.logits_for_examples(model, tokenizer, examples, batch_size)
+        comparison.throughput[name] = round(len(examples) / (time.perf_counter() - started), 1)
+        comparison.metrics[name] = round(
+            task.evaluate(examples, logits).metrics[task.default_metric], 6)
+        if reference is None:
+            reference = logits
+        else:
+            comparison.agreement[name] = round(task.agreement(reference, logits), 6)
+        comparison.latency_ms[name] = round(single_latency_ms(task, tokenizer, examples, model), 3)
+    return comparison
+
+
+def cold_start_seconds(load: Callable[[], Any], probe: Any) -> float:
+    """Seconds from nothing loaded to the first prediction: `load` returns a Predictor."""
+    started = time.perf_counter()
+    load().predict([probe])
+    return round(time.perf_counter() - started, 3)
+
+
+def single_latency_ms(task: Task, tokenizer: Any, examples: Any, model: Any) -> float:
+    timings = []
+    for i in range(min(LATENCY_SAMPLES, len(examples))):
+        one = examples.subset([i])
+        started = time.perf_counter()
+        task.logits_for_examples(model, tokenizer, one, 1)
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)

@@ -1,0 +1,45 @@
+"""An ONNX Runtime session behind the call interface of a transformers model, so that the
+tasks' batching, decoding and scoring code runs unchanged on either backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class OnnxModel:
+    device = torch.device("cpu")
+
+    def __init__(self, path: Path, threads: int | None = None, spinning: bool = True) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        if not spinning:  # a server shares its cores; idle spinning would steal them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(self, **batch: Any) -> SimpleNamespace:
+        feeds = {name: np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value,
+                                            dtype=np.int64)
+                 for name, value in batch.items() if name in self.input_names}
+        if "token_type_ids" in self.input_names and "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        (logits,) = self.session.run(["logits"], feeds)
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+def file_mb(path: Path) -> float:
+    return round(os.path.getsize(path) / 2**20, 2)

@@ -1,0 +1,86 @@
+"""ONNX export: merged, fused and quantised graphs that agree with PyTorch, and a refusal
+that writes nothing when they do not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_token_classification import conll_file
+
+import tunelab
+from tunelab.config import parse_config
+from tunelab.errors import ExportError
+from tunelab.predictor import Predictor
+
+
+def trained(config: dict[str, Any], **changes: Any) -> Path:
+    return tunelab.train(parse_config({**config, **changes}), overwrite=True).run_dir
+
+
+def test_export_matches_pytorch_and_becomes_the_default(tiny_config: dict[str, Any]) -> None:
+    run = trained(tiny_config)
+    report = tunelab.api.export(run)
+    export = run / "export"
+    for name in ("model.onnx", "model.int8.onnx", "report.json", "report.md"):
+        assert (export / name).is_file(), name
+    assert report["agreement"]["onnx fp32"] == 1.0
+    assert report["agreement"]["onnx int8"] >= 0.99
+    assert set(report["throughput"]) == {"torch fp32", "onnx fp32", "onnx int8"}
+    assert json.loads((export / "report.json").read_text())["default"] == "model.int8.onnx"
+
+    test_file = Path(tiny_config["data"]["test"])
+    torch_run, onnx_run = Predictor(run, "torch"), Predictor(run, "onnx-fp32")
+    examples = torch_run.read_labelled(test_file)
+    np.testing.assert_allclose(
+        onnx_run.task.logits_for_examples(onnx_run.model, onnx_run.tokenizer, examples),
+        torch_run.task.logits_for_examples(torch_run.model, torch_run.tokenizer, examples),
+        atol=1e-4)
+    assert tunelab.load(run).backend == "model.int8.onnx"
+    assert tunelab.load(run, "torch").backend == "torch"
+    texts = ["the movie was great", "awful plot"]
+    assert [p["label"] for p in tunelab.load(run).predict(texts)] == \
+        [p["label"] for p in torch_run.predict(texts)]
+
+
+def test_lora_is_merged_before_export(tiny_config: dict[str, Any]) -> None:
+    run = trained(tiny_config, method={"name": "lora", "r": 4, "target_modules": "all-linear"})
+    report = tunelab.api.export(run, quantize=False)
+    assert not (run / "export/model.int8.onnx").exists()
+    assert report["agreement"]["onnx fp32"] == 1.0
+    assert report["metrics"]["onnx fp32"] == pytest.approx(report["metrics"]["torch fp32"])
+
+
+def test_ner_export_tags_like_pytorch(tiny_config: dict[str, Any], tmp_path: Path) -> None:
+    files = {s: str(conll_file(tmp_path / f"{s}.txt", 12)) for s in ("train", "dev", "test")}
+    run = trained(tiny_config, task={"type": "token-classification"},
+                  data={**files, "max_length": 16})
+    report = tunelab.api.export(run)
+    assert report["metric"] == "f1"
+    assert report["agreement"]["onnx fp32"] == 1.0
+    sentence = "Anna visited great Paris ."
+    got, expected = (Predictor(run, b).predict(sentence)["entities"] for b in ("onnx", "torch"))
+    assert [{**e, "score": 0} for e in got] == [{**e, "score": 0} for e in expected]
+    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=0.02)
+
+
+def test_failed_check_refuses_and_writes_nothing(tiny_config: dict[str, Any]) -> None:
+    run = trained(tiny_config)
+    with pytest.raises(ExportError, match=r"export refused, .*drops .* pt.*nothing was written"):
+        tunelab.api.export(run, max_drop_points=-5.0)  # demands a 5-point gain: must fail
+    assert not (run / "export").exists()
+    assert not list(run.glob(".export*"))
+
+
+def test_export_cli_errors_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "tunelab.cli", "export", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "not a tunelab run" in result.stderr
