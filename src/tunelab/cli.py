@@ -106,6 +106,96 @@ def export(
     out.print(f"written to {Path(report['run']) / 'export'}")
 
 
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Processes (each loads the model)")] = 1,
+    backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
+                                         "torch), torch, onnx, onnx-fp32")] = "auto",
+    keys_file: Annotated[Path | None, typer.Option(help="API key store (default "
+                                                   ".tunelab/keys.json)")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
+                                          "(local testing only)")] = False,
+    max_batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    max_texts: Annotated[int, typer.Option(min=1, help="Texts per request")] = 64,
+    max_chars: Annotated[int, typer.Option(min=1, help="Characters per text")] = 2000,
+    rate_limit: Annotated[float, typer.Option(min=0.0, help="Requests/s per key (0: off)")
+                          ] = 100.0,
+    log_texts: Annotated[bool, typer.Option(help="Log raw request texts")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads per worker")
+                       ] = None,
+) -> None:
+    """Serve a run over HTTP: micro-batched predictions, API keys, limits, /metrics."""
+    _quiet_libraries()
+    import uvicorn
+
+    from tunelab.predictor import exported_model, model_dir_of
+    from tunelab.serving.app import SETTINGS_ENV, ServeSettings, create_app, settings_to_env
+    from tunelab.serving.keys import KeyStore
+
+    model_dir_of(run)  # a clear error before any worker starts
+    exported_model(model_dir_of(run).parent, backend) if backend != "auto" else None
+    store = KeyStore(keys_file)
+    if not no_auth and not store.keys:
+        raise TunelabError(f"{store.path}: no API keys; create one with `tunelab keys create "
+                           "--name NAME`, or pass --no-auth for local testing")
+    settings = ServeSettings(run=run, backend=backend, keys_file=keys_file, auth=not no_auth,
+                             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                             max_texts=max_texts, max_chars=max_chars, rate_limit=rate_limit,
+                             rate_burst=max(1, int(rate_limit * 2)), log_texts=log_texts,
+                             threads=threads)
+    common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+              "timeout_graceful_shutdown": 30}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        os.environ[SETTINGS_ENV] = settings_to_env(settings)
+        uvicorn.run("tunelab.serving.app:app_from_env", factory=True, workers=workers, **common)
+
+
+keys_app = typer.Typer(help="API keys for `tunelab serve`.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+KeysFile = Annotated[Path | None, typer.Option("--file", help="Key store (default "
+                                               ".tunelab/keys.json)")]
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="Who or what uses the key")],
+                file: KeysFile = None) -> None:
+    """Create a key. It is printed once; only a salted hash is stored."""
+    from tunelab.serving.keys import KeyStore
+
+    store = KeyStore(file)
+    key = store.create(name)
+    err.print(f"key '{name}' stored (hashed) in {store.path}; copy it now, it is not shown "
+              "again:")
+    sys.stdout.write(key + "\n")
+
+
+@keys_app.command("list")
+def keys_list(file: KeysFile = None) -> None:
+    """List key names and ids (never the keys)."""
+    import time
+
+    from tunelab.serving.keys import KeyStore
+
+    for key in KeyStore(file).keys.values():
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key.created))
+        out.print(f"{key.name}\tid {key.key_id}\tcreated {created}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument()], file: KeysFile = None) -> None:
+    """Delete a key; a running server refuses it within a second."""
+    from tunelab.serving.keys import KeyStore
+
+    KeyStore(file).revoke(name)
+    out.print(f"revoked '{name}'")
+
+
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
 
 

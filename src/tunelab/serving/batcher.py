@@ -1,0 +1,90 @@
+"""Micro-batching: texts from concurrent requests are gathered into one forward pass,
+bounded by a batch size and a wait. The model runs in one worker thread, so the event loop
+keeps accepting requests while a batch is computed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Job:
+    inputs: Sequence[Any]
+    future: asyncio.Future[list[Any]]
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    def __init__(self, predict: Callable[[list[Any]], list[Any]], max_batch_size: int = 32,
+                 max_wait_ms: float = 5.0, on_batch: Callable[[int], None] | None = None
+                 ) -> None:
+        self.predict = predict
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.on_batch = on_batch
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-model")
+        self.task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop."""
+        while not self.queue.empty() or self.in_flight:
+            await asyncio.sleep(0.01)
+        if self.task is not None:
+            self.task.cancel()
+        self.worker.shutdown(wait=True)
+
+    async def submit(self, inputs: Sequence[Any]) -> list[Any]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.in_flight += 1
+        try:
+            await self.queue.put(Job(inputs, future))
+            return await future
+        finally:
+            self.in_flight -= 1
+
+    async def _gather(self) -> list[Job]:
+        jobs = [await self.queue.get()]
+        size = len(jobs[0].inputs)
+        deadline = time.perf_counter() + self.max_wait
+        while size < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                job = await asyncio.wait_for(self.queue.get(), remaining)
+            except TimeoutError:
+                break
+            jobs.append(job)
+            size += len(job.inputs)
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._gather()
+            inputs = [item for job in jobs for item in job.inputs]
+            if self.on_batch:
+                self.on_batch(len(inputs))
+            try:
+                # the predictor sorts by length inside the batch, so padding stays small
+                outputs = await loop.run_in_executor(self.worker, self.predict, inputs)
+            except Exception as error:  # one bad batch fails its requests, not the service
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            start = 0
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(outputs[start:start + len(job.inputs)])
+                start += len(job.inputs)

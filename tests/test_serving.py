@@ -1,0 +1,262 @@
+"""The HTTP service, in-process (TestClient) and as a real `tunelab serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ROOT, sentiment_rows, write_csv
+from fastapi.testclient import TestClient
+
+import tunelab
+from tunelab.config import parse_config
+from tunelab.serving.app import ServeSettings, create_app
+from tunelab.serving.batcher import MicroBatcher
+from tunelab.serving.keys import KeyStore
+
+TEXTS = ["the movie was great", "awful acting and a poor plot", "really superb", "sad and bad"]
+
+
+@pytest.fixture(scope="module")
+def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("served")
+    files = {split: write_csv(tmp / f"{split}.csv", sentiment_rows(n, seed))
+             for split, n, seed in (("train", 96, 1), ("dev", 24, 2), ("test", 24, 3))}
+    config = parse_config({
+        "name": "served", "output_dir": str(tmp / "runs"), "seed": 7, "threads": 1,
+        "model": {"name": str(tiny_model_dir)},
+        "data": {k: str(v) for k, v in files.items()} | {"max_length": 32},
+        "training": {"epochs": 8, "batch_size": 8, "lr": 2e-3, "early_stopping": {"patience": 4}},
+        "evaluation": {"baselines": False},
+    })
+    return tunelab.train(config).run_dir
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    return path, KeyStore(path).create("tests")
+
+
+def client(run: Path, key_file: tuple[Path, str], **settings: Any) -> TestClient:
+    return TestClient(create_app(ServeSettings(run=run, keys_file=key_file[0], **settings)))
+
+
+def auth(key_file: tuple[Path, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key_file[1]}"}
+
+
+def test_key_is_stored_only_as_a_salted_hash(key_file: tuple[Path, str]) -> None:
+    path, key = key_file
+    stored = path.read_text()
+    assert key not in stored and key.split("_")[-1] not in stored
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    store = KeyStore(path)
+    assert store.verify(key).name == "tests"
+    assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert store.verify("nonsense") is None and store.verify(None) is None
+
+
+def test_predict_needs_a_key_and_open_endpoints_do_not(served_run: Path,
+                                                       key_file: tuple[Path, str]) -> None:
+    with client(served_run, key_file) as http:
+        for headers in ({}, {"Authorization": "Bearer tl_dead_beef"}, {"X-API-Key": "wrong"}):
+            response = http.post("/v1/predict", json={"texts": TEXTS}, headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "unauthorized"
+        assert http.get("/v1/model").status_code == 401
+        for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+            assert http.get(path).status_code == 200, path
+
+        response = http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(key_file))
+        assert response.status_code == 200
+        body = response.json()
+        assert response.headers["x-request-id"] == body["request_id"]
+        expected = tunelab.load(served_run).predict(TEXTS)
+        assert [p["label"] for p in body["predictions"]] == [p["label"] for p in expected]
+        x_api_key = {"X-API-Key": key_file[1]}
+        info = http.get("/v1/model", headers=x_api_key).json()
+        assert info["labels"] == ["negative", "positive"] and info["version"] == body["model"]
+
+
+def test_limits_and_bad_input_get_json_errors_not_500(served_run: Path,
+                                                      key_file: tuple[Path, str]) -> None:
+    with client(served_run, key_file, max_texts=3, max_chars=50, max_body_bytes=5000) as http:
+        headers = auth(key_file)
+        cases = [
+            ({"json": {"texts": TEXTS}}, 413, "at most 3 per request"),
+            ({"json": {"texts": ["x" * 51]}}, 422, "texts.0: 51 characters"),
+            ({"json": {"texts": []}}, 422, "texts"),
+            ({"json": {"texts": ["fine", "  "]}}, 422, "texts.1: empty text"),
+            ({"json": {"texts": "not a list"}}, 422, "texts"),
+            ({"json": {"wrong": 1}}, 422, "texts"),
+            ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, ""),
+            ({"content": b"x" * 6000, "headers": {"content-type": "application/json"}}, 413,
+             "over 5000 bytes"),
+        ]
+        for kwargs, status, message in cases:
+            extra = kwargs.pop("headers", {})
+            response = http.post("/v1/predict", headers={**headers, **extra}, **kwargs)
+            assert response.status_code == status, (kwargs, response.text)
+            assert message in response.json()["error"]["message"]
+
+
+def test_rate_limit_answers_429_per_key(served_run: Path, key_file: tuple[Path, str]) -> None:
+    with client(served_run, key_file, rate_limit=0.5, rate_burst=2) as http:
+        codes = [http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(key_file))
+                 .status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        limited = http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(key_file))
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_micro_batcher_gathers_requests_and_returns_each_its_own() -> None:
+    batches: list[list[str]] = []
+
+    def predict(items: list[str]) -> list[str]:
+        batches.append(list(items))
+        time.sleep(0.01)
+        return [item.upper() for item in items]
+
+    async def main() -> list[list[str]]:
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait_ms=20)
+        batcher.start()
+        requests = [[f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"] for i in range(12)]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.stop()
+        for request, result in zip(requests, results, strict=True):
+            assert result == [item.upper() for item in request]
+        return batches
+
+    asyncio.run(main())
+    assert sum(len(b) for b in batches) == 18
+    assert max(len(b) for b in batches) > 2, "concurrent requests were not batched"
+    assert all(len(b) <= 9 for b in batches)  # one job may top a batch up past the limit
+
+
+def test_metrics_count_requests_batches_and_labels(served_run: Path,
+                                                   key_file: tuple[Path, str]) -> None:
+    with client(served_run, key_file) as http:
+        http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(key_file))
+        http.post("/v1/predict", json={"texts": TEXTS})
+        text = http.get("/metrics").text
+    assert 'tunelab_requests_total{path="/v1/predict",status="200"} 1.0' in text
+    assert 'tunelab_requests_total{path="/v1/predict",status="401"} 1.0' in text
+    assert "tunelab_batch_size_count 1.0" in text
+    labelled = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("tunelab_predicted_labels_total{"))
+    assert labelled == len(TEXTS)
+    assert 'tunelab_model_info{backend="torch"' in text
+    assert "tunelab_request_seconds_bucket" in text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, key_file: tuple[Path, str], *args: str
+                 ) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "serve", str(run), "--port", str(port),
+         "--keys-file", str(key_file[0]), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240  # a loaded CI machine imports torch slowly
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+    process.kill()
+    raise AssertionError("server did not become ready")
+
+
+def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
+        served_run: Path, key_file: tuple[Path, str]) -> None:
+    process, url = start_server(served_run, key_file, "--max-wait-ms", "800",
+                                "--max-batch-size", "64")
+    expected = {t: p["label"] for t, p in zip(TEXTS, tunelab.load(served_run).predict(TEXTS),
+                                                strict=True)}
+    results: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        text = TEXTS[i % len(TEXTS)]
+        response = httpx.post(f"{url}/v1/predict", json={"texts": [text]},
+                              headers=auth(key_file), timeout=30)
+        results[i] = (text, response.status_code, response.json())
+
+    try:
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and "tunelab_predictions_in_flight 8.0" not in \
+                httpx.get(f"{url}/metrics").text:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # all 8 wait in the batcher (max wait 800 ms)
+        for thread in threads:
+            thread.join(30)
+        # uvicorn drains, then re-raises SIGTERM so supervisors see the usual exit status
+        assert process.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        process.kill()
+    assert len(results) == 8
+    for text, status, body in results.values():
+        assert status == 200, body
+        assert body["predictions"][0]["label"] == expected[text]
+    logs = [json.loads(line) for line in process.stderr.read().splitlines()
+            if line.startswith("{")]
+    requests = [row for row in logs if row["msg"] == "request"]
+    assert len(requests) >= 8 and all(row["request_id"] for row in requests)
+    assert not any("texts" in row for row in requests), "raw texts are not logged by default"
+    assert logs[-1]["msg"] == "stopped"
+
+
+def test_schemathesis_finds_no_server_errors(served_run: Path,
+                                             key_file: tuple[Path, str]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    process, url = start_server(served_run, key_file)
+    try:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        failures = []
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            strategy = operation.as_strategy()
+
+            @settings(max_examples=25, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(case=strategy)
+            def check(case: Any) -> None:
+                for headers in (auth(key_file), {}):
+                    case.call_and_validate(base_url=url, headers=headers,
+                                           checks=[not_a_server_error])
+
+            try:
+                check()
+            except Exception as error:  # collect, so that the message names each operation
+                failures.append(f"{operation.label}: {error}")
+        assert not failures, failures
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
