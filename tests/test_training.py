@@ -122,6 +122,15 @@ def test_early_stopping_restores_the_best_checkpoint(tiny_config: dict[str, Any]
     assert result.metrics["train"]["best_dev_metric"] == pytest.approx(max(dev_scores))
 
 
+def test_early_stopping_waits_for_min_epochs(tiny_config: dict[str, Any]) -> None:
+    # lr 1e-6: the dev score never improves, so patience 1 would stop at the second eval
+    raw = {**tiny_config, "training": {**tiny_config["training"], "epochs": 6, "lr": 1e-6,
+                                       "eval_every": 4, "early_stopping": {
+                                           "patience": 1, "min_epochs": 3}}}
+    result = train(raw)
+    assert 3.0 <= result.metrics["train"]["epochs"] < 6.0
+
+
 def test_multi_label_run(tmp_path: Path, tiny_config: dict[str, Any]) -> None:
     rows = [("great good movie", "pos|praise"), ("awful bad plot", "neg"),
             ("excellent acting", "pos"), ("terrible sad film", "neg|sad")] * 12

@@ -77,6 +77,7 @@ class EarlyStoppingConfig(Section):
     enabled: bool = True
     metric: str | None = None
     patience: int = Field(default=2, ge=1)
+    min_epochs: float = Field(default=1.0, ge=0.0)  # never stop before this many epochs
 
 
 class TrainingConfig(Section):

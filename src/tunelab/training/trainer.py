@@ -80,6 +80,22 @@ class TrainingClock(TrainerCallback):
                 time.perf_counter() - self.started - self.evaluating, 3)
 
 
+class EarlyStoppingAfter(EarlyStoppingCallback):
+    """Early stopping that starts counting only after `min_epochs`: a model often sits on a
+    plateau (predicting the majority class) before it starts to learn, and stopping there
+    would end the run before it began."""
+
+    def __init__(self, patience: int, min_epochs: float) -> None:
+        super().__init__(patience)
+        self.min_epochs = min_epochs
+
+    def on_evaluate(self, args: Any, state: TrainerState, control: Any, metrics: Any,
+                    **kwargs: Any) -> None:
+        if (state.epoch or 0.0) < self.min_epochs:
+            return
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+
+
 def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
                   train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
                   collator: Any = None) -> Trainer:
@@ -95,7 +111,8 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
         TrainingClock(),
     ]
     if config.training.early_stopping.enabled:
-        callbacks.append(EarlyStoppingCallback(config.training.early_stopping.patience))
+        stopping = config.training.early_stopping
+        callbacks.append(EarlyStoppingAfter(stopping.patience, stopping.min_epochs))
     return Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
