@@ -161,8 +161,6 @@ def trainer_defaults(data: Path, epochs: float, lr: float) -> dict[str, Any]:
 def tunelab_run(data: Path, epochs: float, lr: float, overrides: list[str]) -> dict[str, Any]:
     import tunelab
     from tunelab.config import apply_override, parse_config
-    from tunelab.predictor import Predictor
-
     n_train = len(read_split(data / "train.csv")[0])
     raw: dict[str, Any] = {
         "name": "tunelab", "output_dir": str(data / "runs"), "seed": 42,
@@ -184,7 +182,7 @@ def tunelab_run(data: Path, epochs: float, lr: float, overrides: list[str]) -> d
     evaluating = sum(h["eval_runtime"] for h in history if "eval_runtime" in h)
     return {"curve": curve, "train_seconds": train["seconds"] - evaluating,
             "test_acc": result.metrics["test"]["accuracy"],
-            "samples": train["steps"] * BATCH, "model": Predictor(result.run_dir).model,
+            "samples": train["steps"] * BATCH, "model": None,
             "stopped_early": train["epochs"] < epochs - 1e-6}
 
 
@@ -223,7 +221,8 @@ def main() -> None:
         row = trainer_defaults(args.data, args.epochs, args.lr)
     else:
         row = tunelab_run(args.data, args.epochs, args.lr, args.overrides)
-    model = row.pop("model")
+    peak = peak_rss_mb()  # before anything else is loaded
+    model = row.pop("model") or hf_model(2)[1]
     texts, _ = read_split(args.data / "train.csv")
     from transformers import AutoTokenizer
 
@@ -240,7 +239,7 @@ def main() -> None:
         "mean_length": mean_length,
         "flops_per_token": flops_per_token(model, mean_length, frozen,
                                            max(1.0, row["samples"] / len(texts))),
-        "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(),
+        "peak_rss_mb": peak, "threads": torch.get_num_threads(),
     })
     args.out.write_text(json.dumps(row, indent=2))
     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), file=sys.stderr)
