@@ -20,10 +20,12 @@ FILLER = ["the", "movie", "was", "really", "and", "plot", "acting", "very", "qui
 
 
 @pytest.fixture(autouse=True)
-def private_token_cache(tmp_path_factory: pytest.TempPathFactory,
+def private_cache_and_store(tmp_path_factory: pytest.TempPathFactory,
                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tokenised-data cache in a per-session temp dir, never the user's ~/.cache."""
+    """Tokenised-data cache and run store in the session's temp dir, never the user's."""
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("TUNELAB_DB_URL",
+                       f"sqlite:///{tmp_path_factory.getbasetemp() / 'tunelab.db'}")
 
 
 @pytest.fixture(scope="session")

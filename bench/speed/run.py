@@ -3,6 +3,8 @@ defaults, on the same model, data, epochs budget, learning rate and batch size.
 
     python bench/speed/run.py            # SST-2 and Banking77 subsets (about 40 minutes)
     python bench/speed/run.py sst2       # one dataset
+    python bench/speed/run.py --only tunelab,tunelab_constant   # re-run these contenders,
+                                          # reuse the other rows saved in bench/work/speed
 
 Each contender runs in its own process (bench/speed/contenders.py). Results: a table and a
 plot in bench/RESULTS.md, keys in bench/results.json, raw rows in bench/work/speed/.
@@ -38,6 +40,8 @@ CONTENDERS = {
     "tutorial": ("tutorial", []),
     "trainer": ("trainer", []),
     "tunelab": ("tunelab", []),
+    # the tutorial's optimizer schedule (constant lr, no warm-up) on tunelab's pipeline
+    "tunelab_constant": ("tunelab", ["training.scheduler=constant", "training.warmup_ratio=0"]),
     f"tunelab_frozen{FROZEN}": ("tunelab", [f"training.freeze_layers={FROZEN}"]),
 }
 
@@ -163,7 +167,13 @@ def report(rows: dict[str, dict[str, dict[str, Any]]], flops: float) -> tuple[st
 
 
 def main() -> None:
-    datasets = sys.argv[1:] or list(SUBSETS)
+    args = sys.argv[1:]
+    only = None
+    if "--only" in args:
+        at = args.index("--only")
+        only = set(args[at + 1].split(","))
+        del args[at:at + 2]
+    datasets = args or list(SUBSETS)
     SPEED.mkdir(parents=True, exist_ok=True)
     flops = peak_flops()
     print(f"peak fp32 matmul: {flops / 1e9:.1f} GFLOP/s", flush=True)
@@ -171,8 +181,11 @@ def main() -> None:
     for dataset in datasets:
         data = make_subset(dataset)
         epochs = SUBSETS[dataset][-1]
-        rows[dataset] = {label: run_contender(label, dataset, data, epochs)
-                         for label in CONTENDERS}
+        rows[dataset] = {
+            label: run_contender(label, dataset, data, epochs)
+            if only is None or label in only or not (SPEED / f"{dataset}_{label}.json").exists()
+            else json.loads((SPEED / f"{dataset}_{label}.json").read_text())
+            for label in CONTENDERS}
     (SPEED / "summary.json").write_text(json.dumps({"peak_flops": flops, "rows": rows},
                                                    indent=2))
     plot(rows, BENCH / "speed_curves.png")

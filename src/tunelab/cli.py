@@ -196,6 +196,91 @@ def keys_revoke(name: Annotated[str, typer.Argument()], file: KeysFile = None) -
     out.print(f"revoked '{name}'")
 
 
+runs_app = typer.Typer(help="Runs recorded in the project store.", no_args_is_help=True)
+models_app = typer.Typer(help="Model versions and their stage.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+RunRef = Annotated[str, typer.Argument(help="Run id, name or directory")]
+
+
+@runs_app.command("list")
+def runs_list() -> None:
+    """Every recorded run, newest first."""
+    from rich.table import Table
+
+    from tunelab.store.records import list_runs
+
+    table = Table("id", "name", "task", "method", "metric", "value", "stage", "created")
+    for run, stage in list_runs():
+        table.add_row(str(run.id), run.name, run.task, run.method, run.metric,
+                      f"{run.metric_value:.4f}", stage, f"{run.created_at:%Y-%m-%d %H:%M}")
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run: RunRef) -> None:
+    """A run's settings and test metrics."""
+    from tunelab.store.records import find_run
+
+    found = find_run(run)
+    summary = found.summary
+    out.print(f"run {found.id}: {found.name} ({found.path})", highlight=False)
+    out.print(f"task {found.task}, model {found.base_model}, method {found.method}, lr "
+              f"{summary.get('lr')}, {summary['train']['epochs']:.2f} epochs in "
+              f"{summary['train']['seconds']:.0f} s", highlight=False)
+    for name, value in summary["test"].items():
+        out.print(f"  {name:<20} {value:.4f}" if isinstance(value, float) else
+                  f"  {name:<20} {value}", highlight=False)
+
+
+@runs_app.command("compare")
+def runs_compare(a: RunRef, b: RunRef) -> None:
+    """Test metrics of run B against run A, and the per-class F1 change."""
+    from rich.table import Table
+
+    from tunelab.store.records import find_run
+
+    first, second = find_run(a), find_run(b)
+    table = Table("metric", first.name, second.name, "change")
+    for name, value in first.summary["test"].items():
+        other = second.summary["test"].get(name)
+        if isinstance(value, float) and isinstance(other, float):
+            table.add_row(name, f"{value:.4f}", f"{other:.4f}", f"{other - value:+.4f}")
+    out.print(table)
+    before = first.summary.get("per_class_f1", {})
+    after = second.summary.get("per_class_f1", {})
+    rows = sorted(((label, before.get(label), after.get(label)) for label in
+                   dict.fromkeys([*before, *after])),
+                  key=lambda row: -abs((row[2] or 0.0) - (row[1] or 0.0)))
+    classes = Table("class", f"F1 {first.name}", f"F1 {second.name}", "change")
+    for label, x, y in rows:
+        change = f"{y - x:+.4f}" if x is not None and y is not None else "new" if x is None \
+            else "gone"
+        classes.add_row(label, "-" if x is None else f"{x:.4f}", "-" if y is None else
+                        f"{y:.4f}", change)
+    out.print(classes)
+
+
+@models_app.command("promote")
+def models_promote(run: RunRef) -> None:
+    """Make a run's model the production version (the previous one is archived)."""
+    from tunelab.store.records import promote
+
+    promoted, previous = promote(run)
+    out.print(f"production: {promoted.name} (run {promoted.id})"
+              + (f"; archived {previous.name} (run {previous.id})" if previous else ""))
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Put the previous production version back."""
+    from tunelab.store.records import rollback
+
+    restored, replaced = rollback()
+    out.print(f"production: {restored.name} (run {restored.id}); archived {replaced.name} "
+              f"(run {replaced.id})")
+
+
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
 
 

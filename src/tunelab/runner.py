@@ -4,6 +4,7 @@ and the files a user reads afterwards."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import platform
 import resource
@@ -120,7 +121,8 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     summary = {
         "task": task.name, "model": config.model.name, "method": config.method.name,
         "labels": task.labels, "metric": metric, "lr": lr,
-        "test": test.metrics, "baselines": {k: v for k, v in rows.items() if k != "model"},
+        "test": test.metrics, "per_class_f1": test.per_class_f1,
+        "baselines": {k: v for k, v in rows.items() if k != "model"},
         "train": {
             "seconds": round(seconds, 2),
             "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),
@@ -145,6 +147,7 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     }
     _write_run(config, run_dir, method, model, tokenizer, task, summary, rows, test,
                trainer.state.log_history)
+    _record(run_dir, summary)
     return RunResult(run_dir, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
 
 
@@ -158,6 +161,19 @@ def _truncate_at_percentile(config: RunConfig, task: Task, tokenizer: Any, split
     at = max(8, math.ceil(float(np.percentile(lengths, percentile))))
     task.max_length = min(task.max_length, at)
     return at
+
+
+def _record(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Add the run to the project store. A store that cannot be reached must not cost the
+    user a finished run, so this warns instead of failing."""
+    from tunelab.store.records import record_run
+
+    try:
+        record_run(run_dir, summary)
+    except Exception as error:
+        logging.getLogger("tunelab").warning(
+            "run %s is written, but not recorded in the store (%s); check TUNELAB_DB_URL",
+            run_dir, error)
 
 
 def _baselines(config: RunConfig, task: Task, resolved: Any, tokenizer: Any, splits: Splits

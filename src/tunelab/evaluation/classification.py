@@ -38,6 +38,14 @@ def all_metrics(gold: np.ndarray, predicted: np.ndarray, multi_label: bool, n_la
     return out
 
 
+def per_class_f1(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[str],
+                 multi_label: bool) -> dict[str, float]:
+    _, _, f1, _ = precision_recall_fscore_support(
+        gold, predicted, labels=None if multi_label else list(range(len(labels))),
+        average=None, zero_division=0)
+    return {label: round(float(f), 6) for label, f in zip(labels, f1, strict=True)}
+
+
 def per_class_report(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> str:
     return classification_report(gold, predicted, labels=list(range(len(labels))),
                                  target_names=list(labels), digits=4, zero_division=0)

@@ -37,6 +37,7 @@ class EvalResult:
     report: str
     figures: dict[str, Callable[[Any], None]] = field(default_factory=dict)
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    per_class_f1: dict[str, float] = field(default_factory=dict)
 
 
 class Task(ABC):

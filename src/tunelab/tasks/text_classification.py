@@ -192,6 +192,7 @@ class TextClassification(Task):
         return EvalResult(
             metrics=scores.all_metrics(gold, predicted, self.multi_label, len(self.labels)),
             report=scores.per_class_report(gold, predicted, self.labels),
+            per_class_f1=scores.per_class_f1(gold, predicted, self.labels, self.multi_label),
         )
 
     def evaluate(self, examples: TextExamples, logits: np.ndarray) -> EvalResult:

@@ -160,7 +160,10 @@ class TokenClassification(Task):
 
     def _result(self, examples: TokenExamples, predicted: list[list[str]]) -> EvalResult:
         metrics = scores.entity_metrics(examples.tags, predicted)
-        return EvalResult(metrics=metrics, report=scores.entity_report(examples.tags, predicted))
+        per_type = {key[3:]: value for key, value in metrics.items()
+                    if key.startswith("f1_") and key != "f1_macro"}
+        return EvalResult(metrics=metrics, report=scores.entity_report(examples.tags, predicted),
+                          per_class_f1=per_type)
 
     def evaluate(self, examples: TokenExamples, logits: list[np.ndarray]) -> EvalResult:
         predicted = [self._tags(word_logits.argmax(-1)) for word_logits in logits]

@@ -1,0 +1,105 @@
+"""What the CLI and the service ask of the store: record a run, find runs, and move model
+versions between stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from tunelab.errors import ConfigError
+from tunelab.store.db import session
+from tunelab.store.schema import DatasetFingerprint, Metric, ModelVersion, Run, now
+
+
+def record_run(run_dir: Path, summary: dict[str, Any]) -> int:
+    """Store a finished run (replacing an earlier record of the same directory) and add a
+    candidate model version; returns the run id."""
+    path = str(Path(run_dir).resolve())
+    metric = summary["metric"]
+    with session() as s:
+        old = s.scalar(select(Run).where(Run.path == path))
+        if old is not None:
+            s.delete(old)
+            s.flush()
+        run = Run(name=Path(run_dir).name, path=path, task=summary["task"],
+                  base_model=summary["model"], method=summary["method"], metric=metric,
+                  metric_value=float(summary["test"].get(metric, float("nan"))),
+                  summary=summary)
+        run.metrics = [Metric(split="test", name=k, value=float(v))
+                       for k, v in summary["test"].items() if isinstance(v, int | float)]
+        run.datasets = [DatasetFingerprint(split=split, sha256=digest,
+                                           source=summary["sources"].get(split, ""))
+                        for split, digest in summary.get("fingerprints", {}).items()]
+        run.versions = [ModelVersion(stage="candidate")]
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def list_runs() -> list[tuple[Run, str]]:
+    """Every run, newest first, with the stage of its model version."""
+    with session() as s:
+        runs = s.scalars(select(Run).options(selectinload(Run.versions))
+                         .order_by(Run.created_at.desc(), Run.id.desc())).all()
+        return [(run, run.versions[-1].stage if run.versions else "-") for run in runs]
+
+
+def _find(s: Session, ref: str) -> Run:
+    query = select(Run).options(selectinload(Run.versions), selectinload(Run.metrics))
+    if ref.isdigit():
+        found = s.scalar(query.where(Run.id == int(ref)))
+    else:
+        path = str(Path(ref).resolve())
+        found = s.scalar(query.where(Run.path == path)) or s.scalars(
+            query.where(Run.name == ref).order_by(Run.id.desc())).first()
+    if found is None:
+        raise ConfigError(f"no recorded run '{ref}'; give a run id, name or directory from "
+                          "`tunelab runs list`")
+    return found
+
+
+def find_run(ref: str) -> Run:
+    with session() as s:
+        return _find(s, ref)
+
+
+def production() -> Run | None:
+    with session() as s:
+        version = s.scalars(select(ModelVersion).where(ModelVersion.stage == "production")
+                            .order_by(ModelVersion.promoted_at.desc())).first()
+        return s.get(Run, version.run_id) if version else None
+
+
+def promote(ref: str) -> tuple[Run, Run | None]:
+    """Make a run's model the production version; the previous one is archived.
+    Returns (promoted, previous)."""
+    with session() as s:
+        run = _find(s, ref)
+        previous = None
+        for version in s.scalars(select(ModelVersion).where(ModelVersion.stage == "production")):
+            previous = s.get(Run, version.run_id)
+            version.stage = "archived"
+        version = run.versions[-1]
+        version.stage, version.promoted_at = "production", now()
+        return run, previous
+
+
+def rollback() -> tuple[Run, Run]:
+    """Return production to the most recently archived version. (new, replaced)."""
+    with session() as s:
+        current = s.scalars(select(ModelVersion).where(ModelVersion.stage == "production")
+                            .order_by(ModelVersion.promoted_at.desc())).first()
+        if current is None:
+            raise ConfigError("no production model to roll back; promote one with "
+                              "`tunelab models promote RUN`")
+        earlier = s.scalars(select(ModelVersion).where(
+            ModelVersion.stage == "archived", ModelVersion.promoted_at.is_not(None),
+            ModelVersion.id != current.id).order_by(ModelVersion.promoted_at.desc())).first()
+        if earlier is None:
+            raise ConfigError("no earlier production model to roll back to")
+        current.stage = "archived"
+        earlier.stage, earlier.promoted_at = "production", now()
+        return s.get(Run, earlier.run_id), s.get(Run, current.run_id)
