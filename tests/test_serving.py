@@ -260,3 +260,23 @@ def test_schemathesis_finds_no_server_errors(served_run: Path,
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+def test_ner_run_serves_entities_with_offsets(tiny_config: dict[str, Any], tmp_path: Path,
+                                              key_file: tuple[Path, str]) -> None:
+    from test_token_classification import conll_file
+
+    files = {s: str(conll_file(tmp_path / f"{s}.txt", 12)) for s in ("train", "dev", "test")}
+    run = tunelab.train(parse_config({**tiny_config, "task": {"type": "token-classification"},
+                                      "data": {**files, "max_length": 16}})).run_dir
+    sentence = "Anna visited great Paris ."
+    with client(run, key_file) as http:
+        response = http.post("/v1/predict", json={"texts": [sentence]}, headers=auth(key_file))
+        assert response.status_code == 200
+        [prediction] = response.json()["predictions"]
+        expected = tunelab.load(run).predict(sentence)
+        assert prediction["entities"] == expected["entities"]
+        for entity in prediction["entities"]:
+            assert sentence[entity["start"]:entity["end"]] == entity["text"]
+        info = http.get("/v1/model", headers=auth(key_file)).json()
+        assert info["task"] == "token-classification" and "B-PER" in info["labels"]
