@@ -160,3 +160,17 @@ def test_length_grouping_visits_every_example_once_per_epoch(tiny_model_dir: Pat
 
     shuffled = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(epochs[0]) < padding(shuffled) / 2
+
+
+def test_frozen_layer_cache_works_for_ner(tiny_config: dict[str, Any], tmp_path: Path) -> None:
+    from test_token_classification import conll_file
+
+    files = {s: str(conll_file(tmp_path / f"{s}.txt", 12)) for s in ("train", "dev", "test")}
+    raw = {**tiny_config, "task": {"type": "token-classification"},
+           "data": {**files, "max_length": 16}}
+    raw["training"] = {**raw["training"], "freeze_layers": 1, "epochs": 3}
+    result = tunelab.train(parse_config(raw))
+    assert result.metrics["train"]["frozen_layers"] == 1
+    again = Predictor(result.run_dir).evaluate(Path(files["test"])).metrics
+    assert again["f1"] == pytest.approx(result.metrics["test"]["f1"])
+    assert again["token_accuracy"] == pytest.approx(result.metrics["test"]["token_accuracy"])
