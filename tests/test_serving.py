@@ -280,3 +280,28 @@ def test_ner_run_serves_entities_with_offsets(tiny_config: dict[str, Any], tmp_p
             assert sentence[entity["start"]:entity["end"]] == entity["text"]
         info = http.get("/v1/model", headers=auth(key_file)).json()
         assert info["task"] == "token-classification" and "B-PER" in info["labels"]
+
+
+def test_feedback_round_trip(served_run: Path, key_file: tuple[Path, str], tmp_path: Path
+                             ) -> None:
+    import csv
+
+    with client(served_run, key_file) as http:
+        body = {"text": "the acting was superb", "predicted": "negative",
+                "correct_label": "positive", "request_id": "abc"}
+        assert http.post("/v1/feedback", json=body).status_code == 401
+        stored = http.post("/v1/feedback", json=body, headers=auth(key_file))
+        assert stored.status_code == 201, stored.text
+        bad = http.post("/v1/feedback", json={**body, "correct_label": "postive"},
+                        headers=auth(key_file))
+        assert bad.status_code == 422 and "'postive' is not one of" in bad.text
+        version = http.get("/v1/model", headers=auth(key_file)).json()["version"]
+    assert stored.json()["model"] == version
+    out = tmp_path / "feedback.csv"
+    result = subprocess.run([sys.executable, "-m", "tunelab.cli", "feedback", "export",
+                             "--output", str(out), "--run", str(served_run)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["text"], r["label"], r["predicted"]) for r in rows] == \
+        [("the acting was superb", "positive", "negative")]

@@ -37,11 +37,11 @@ def test_migrations_build_the_schema_in_an_empty_database(fresh_db: str) -> None
     engine_for(fresh_db)
     engine = create_engine(fresh_db)
     tables = set(inspect(engine).get_table_names())
-    assert {"runs", "metrics", "dataset_fingerprints", "model_versions",
+    assert {"runs", "metrics", "dataset_fingerprints", "model_versions", "feedback",
             "alembic_version"} <= tables
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
-            == "0001"
+            == "0002"
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 

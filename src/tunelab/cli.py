@@ -261,6 +261,45 @@ def runs_compare(a: RunRef, b: RunRef) -> None:
     out.print(classes)
 
 
+feedback_app = typer.Typer(help="Corrections sent to the service.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Annotated[Path, typer.Option(help="CSV file to write (text,label)")],
+    run: Annotated[Path | None, typer.Option(help="Only feedback on this run's model")] = None,
+) -> None:
+    """Write stored feedback as a labelled dataset (CSV with the run's column names)."""
+    import csv
+    import io
+
+    from tunelab.rundir import write_text
+    from tunelab.store.records import feedback_rows
+
+    rows = feedback_rows(run)
+    if not rows:
+        raise TunelabError("no feedback stored" + (f" for {run}" if run else "") +
+                           "; send corrections to POST /v1/feedback first")
+    columns = {"text_column": "text", "label_column": "label"}
+    if run is not None:  # the run's own column names, so the file trains it as it is
+        from tunelab.config import read_yaml
+        from tunelab.predictor import model_dir_of
+
+        config = model_dir_of(run).parent / "config.yaml"
+        data = read_yaml(config).get("data", {}) if config.is_file() else {}
+        columns = {k: str(data.get(k, v)) for k, v in columns.items()}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([columns["text_column"], columns["label_column"], "predicted",
+                     "model_version", "created_at"])
+    for row in rows:
+        writer.writerow([row.text, row.correct_label, row.predicted or "", row.model_version,
+                         row.created_at.isoformat()])
+    write_text(output, buffer.getvalue())
+    out.print(f"wrote {len(rows)} examples to {output}")
+
+
 @models_app.command("promote")
 def models_promote(run: RunRef) -> None:
     """Make a run's model the production version (the previous one is archived)."""

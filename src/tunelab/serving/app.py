@@ -60,6 +60,18 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]]
 
 
+class FeedbackRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+    correct_label: str = Field(min_length=1, max_length=200)
+    predicted: str | None = Field(default=None, max_length=200)
+    request_id: str | None = Field(default=None, max_length=100)
+
+
+class FeedbackResponse(BaseModel):
+    id: int
+    model: str
+
+
 class ErrorBody(BaseModel):
     error: dict[str, str]
     request_id: str
@@ -228,6 +240,30 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 metrics.predicted.labels(label).inc()
         return PredictResponse(model=slot.version, request_id=request.state.request_id,
                                predictions=predictions)
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
+              responses=errors)
+    async def feedback(body: FeedbackRequest, request: Request,
+                       key: StoredKey | None = Depends(caller)) -> FeedbackResponse:
+        """Store a correction (text classification): the label the model should have given."""
+        import asyncio
+
+        from tunelab.store.records import add_feedback
+
+        slot = ready_slot()
+        labels = slot.predictor.labels
+        if slot.predictor.task.name != "text-classification":
+            raise HTTPException(422, "feedback takes a corrected label; this model is a "
+                                f"{slot.predictor.task.name} model")
+        for field_name, value in (("correct_label", body.correct_label),
+                                  ("predicted", body.predicted)):
+            if value is not None and value not in labels:
+                raise HTTPException(422, f"{field_name}: '{value}' is not one of the model's "
+                                    f"labels: {', '.join(labels)}")
+        row_id = await asyncio.to_thread(
+            add_feedback, slot.predictor.run_dir, slot.version, body.text, body.correct_label,
+            body.predicted, body.request_id, key.name if key else None)
+        return FeedbackResponse(id=row_id, model=slot.version)
 
     @app.get("/v1/model", responses=errors)
     async def model_info(key: StoredKey | None = Depends(caller)) -> dict[str, Any]:

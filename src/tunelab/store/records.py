@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from tunelab.errors import ConfigError
 from tunelab.store.db import session
-from tunelab.store.schema import DatasetFingerprint, Metric, ModelVersion, Run, now
+from tunelab.store.schema import DatasetFingerprint, Feedback, Metric, ModelVersion, Run, now
 
 
 def record_run(run_dir: Path, summary: dict[str, Any]) -> int:
@@ -103,3 +103,24 @@ def rollback() -> tuple[Run, Run]:
         current.stage = "archived"
         earlier.stage, earlier.promoted_at = "production", now()
         return s.get(Run, earlier.run_id), s.get(Run, current.run_id)
+
+
+def add_feedback(run_dir: Path, model_version: str, text: str, correct_label: str,
+                 predicted: str | None = None, request_id: str | None = None,
+                 key_name: str | None = None) -> int:
+    with session() as s:
+        row = Feedback(run_path=str(Path(run_dir).resolve()), model_version=model_version,
+                       text=text, predicted=predicted, correct_label=correct_label,
+                       request_id=request_id, key_name=key_name)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def feedback_rows(run_dir: Path | None = None) -> list[Feedback]:
+    """Stored feedback, oldest first; only one run's when run_dir is given."""
+    with session() as s:
+        query = select(Feedback).order_by(Feedback.id)
+        if run_dir is not None:
+            query = query.where(Feedback.run_path == str(Path(run_dir).resolve()))
+        return list(s.scalars(query))

@@ -65,3 +65,18 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     run: Mapped[Run] = relationship(back_populates="versions")
+
+
+class Feedback(Base):
+    """A correction sent to the service: what the model said and what was right."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_path: Mapped[str] = mapped_column(String(1000), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    correct_label: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
