@@ -305,3 +305,38 @@ def test_feedback_round_trip(served_run: Path, key_file: tuple[Path, str], tmp_p
     rows = list(csv.DictReader(out.open()))
     assert [(r["text"], r["label"], r["predicted"]) for r in rows] == \
         [("the acting was superb", "positive", "negative")]
+
+
+def test_hot_swap_to_a_promoted_model_drops_no_request(
+        served_run: Path, key_file: tuple[Path, str], tiny_config: dict[str, Any],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.store import records
+
+    monkeypatch.setenv("TUNELAB_DB_URL", f"sqlite:///{tmp_path / 'swap.db'}")
+    second = tunelab.train(parse_config({**tiny_config, "name": "second"})).run_dir
+    first_summary = json.loads((served_run / "metrics.json").read_text())
+    records.record_run(served_run, first_summary)
+    records.record_run(second, json.loads((second / "metrics.json").read_text()))
+    records.promote(str(served_run))
+    statuses: list[int] = []
+    versions: list[str] = []
+    with client(served_run, key_file, follow_production=True, poll_seconds=0.1) as http:
+        stop = time.time() + 8
+
+        def load() -> None:
+            while time.time() < stop:
+                response = http.post("/v1/predict", json={"texts": TEXTS},
+                                     headers=auth(key_file))
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    versions.append(response.json()["model"])
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        time.sleep(1.0)
+        records.promote(str(second))
+        worker.join()
+        info = http.get("/v1/model", headers=auth(key_file)).json()
+    assert statuses and set(statuses) == {200}
+    assert info["run"] == "second"
+    assert versions[0] != versions[-1] and versions[-1] == info["version"]

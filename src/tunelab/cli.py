@@ -108,7 +108,11 @@ def export(
 
 @app.command()
 def serve(
-    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    run: Annotated[Path | None, typer.Argument(help="Run directory, such as runs/demo "
+                                               "(default: the production model)")] = None,
+    follow_production: Annotated[bool, typer.Option(
+        help="Swap to each newly promoted model (`tunelab models promote`) without dropping "
+        "requests")] = False,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Processes (each loads the model)")] = 1,
@@ -136,6 +140,14 @@ def serve(
     from tunelab.serving.app import SETTINGS_ENV, ServeSettings, create_app, settings_to_env
     from tunelab.serving.keys import KeyStore
 
+    if run is None:
+        from tunelab.store.records import production
+
+        current = production()
+        if current is None:
+            raise TunelabError("no RUN given and no production model; give a run directory "
+                               "or promote one with `tunelab models promote RUN`")
+        run = Path(current.path)
     model_dir_of(run)  # a clear error before any worker starts
     exported_model(model_dir_of(run).parent, backend) if backend != "auto" else None
     store = KeyStore(keys_file)
@@ -146,7 +158,7 @@ def serve(
                              max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                              max_texts=max_texts, max_chars=max_chars, rate_limit=rate_limit,
                              rate_burst=max(1, int(rate_limit * 2)), log_texts=log_texts,
-                             threads=threads)
+                             threads=threads, follow_production=follow_production)
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
               "timeout_graceful_shutdown": 30}
     if workers == 1:

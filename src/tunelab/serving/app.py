@@ -47,6 +47,8 @@ class ServeSettings:
     rate_burst: int = 200
     log_texts: bool = False
     threads: int | None = None
+    follow_production: bool = False  # serve the store's production version, hot-swapped
+    poll_seconds: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,10 +115,38 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     state: dict[str, Any] = {"ready": False}
 
-    def load_predictor() -> Any:
+    def load_predictor(run: Path | None = None) -> Any:
         from tunelab.predictor import Predictor
 
-        return Predictor(settings.run, settings.backend, settings.threads, spinning=False)
+        return Predictor(run or settings.run, settings.backend, settings.threads,
+                         spinning=False)
+
+    def show(slot: ModelSlot) -> None:
+        metrics.model.clear()
+        metrics.model.labels(str(slot.predictor.run_dir), slot.version,
+                             slot.predictor.backend).set(1)
+
+    async def follow_production() -> None:
+        """Poll the store; load a newly promoted model beside the served one, then swap.
+        Requests keep being answered by the old model until the new one is ready."""
+        import asyncio
+
+        from tunelab.store.records import production
+
+        while True:
+            await asyncio.sleep(settings.poll_seconds)
+            try:
+                run = await asyncio.to_thread(production)
+                current = state["slot"].predictor.run_dir.resolve()
+                if run is None or Path(run.path).resolve() == current:
+                    continue
+                slot = ModelSlot(await asyncio.to_thread(load_predictor, Path(run.path)))
+            except Exception:
+                log.exception("follow-production: keeping the current model")
+                continue
+            state["slot"] = slot
+            show(slot)
+            log.info("swapped", extra={"fields": {"run": run.path, "version": slot.version}})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,8 +156,12 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             lambda inputs: state["slot"].predict(inputs), settings.max_batch_size,
             settings.max_wait_ms, metrics.batch_size.observe)
         batcher.start()
-        metrics.model.labels(str(slot.predictor.run_dir), slot.version,
-                             slot.predictor.backend).set(1)
+        show(slot)
+        follower = None
+        if settings.follow_production:
+            import asyncio
+
+            follower = asyncio.get_running_loop().create_task(follow_production())
         state["ready"] = True
         log.info("ready", extra={"fields": {"run": str(slot.predictor.run_dir),
                                              "version": slot.version,
@@ -135,6 +169,8 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                                              "pid": os.getpid()}})
         yield
         state["ready"] = False
+        if follower is not None:
+            follower.cancel()
         await batcher.stop()
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
