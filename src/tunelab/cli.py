@@ -312,6 +312,70 @@ def feedback_export(
     out.print(f"wrote {len(rows)} examples to {output}")
 
 
+@app.command()
+def monitor(
+    run: Annotated[Path, typer.Argument(help="The run being served (its held-out predictions "
+                                        "are the reference)")],
+    url: Annotated[str, typer.Option(help="Base URL of `tunelab serve`")] =
+    "http://127.0.0.1:8000",
+    key: Annotated[str | None, typer.Option(envvar="TUNELAB_API_KEY",
+                                            help="API key (or TUNELAB_API_KEY)")] = None,
+    threshold: Annotated[float, typer.Option(help="PSI that counts as drift")] = 0.2,
+    min_predictions: Annotated[int, typer.Option(help="Fewer served predictions than this "
+                                                 "are not judged")] = 100,
+    webhook: Annotated[str | None, typer.Option(help="POST the report here on drift "
+                                                "(localhost only)")] = None,
+) -> None:
+    """Compare the served prediction distribution with the run's held-out one (PSI). Exits 3
+    on drift, for cron; logs an alert line and calls the webhook if given."""
+    import httpx
+
+    from tunelab.monitoring.drift import compare, summarise
+    from tunelab.predictor import model_dir_of
+
+    reference_file = model_dir_of(run).parent / "predictions.jsonl"
+    if not reference_file.is_file():
+        raise TunelabError(f"{reference_file}: missing; monitor needs a run written by "
+                           "`tunelab train`")
+    reference = summarise(json.loads(line) for line in
+                          reference_file.read_text(encoding="utf-8").splitlines() if line)
+    if not reference["labels"]:
+        raise TunelabError(f"{run}: monitor compares single-label predictions; this run has "
+                           "none")
+    if webhook and httpx.URL(webhook).host not in ("127.0.0.1", "localhost", "::1"):
+        raise TunelabError(f"--webhook {webhook}: only localhost webhooks are allowed")
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/v1/monitor", timeout=10,
+                             headers={"Authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError as error:
+        raise TunelabError(f"{url}: cannot reach the service ({error}); is `tunelab serve` "
+                           "running?") from None
+    if response.status_code != 200:
+        raise TunelabError(f"{url}/v1/monitor answered {response.status_code}: "
+                           f"{response.text[:200]}; check --key")
+    report = compare(reference, response.json())
+    out.print(f"reference: {report.n_reference} held-out predictions of {run}; served: "
+              f"{report.n_current} recent predictions")
+    out.print(f"PSI labels {report.label_psi:.3f}, confidence {report.confidence_psi:.3f} "
+              f"(threshold {threshold})")
+    for label, before, now, term in report.per_label[:10]:
+        out.print(f"  {label:<30} {before:7.1%} -> {now:7.1%}   PSI {term:+.3f}")
+    if report.n_current < min_predictions:
+        out.print(f"too few served predictions to judge (< {min_predictions})")
+        return
+    if report.psi > threshold:
+        from tunelab.serving.observability import json_logger
+
+        alert = {"run": str(run), "psi_labels": round(report.label_psi, 4),
+                 "psi_confidence": round(report.confidence_psi, 4), "threshold": threshold,
+                 "top_shifts": [row[0] for row in report.per_label[:5]]}
+        json_logger("tunelab.monitor").warning("drift", extra={"fields": alert})
+        if webhook:
+            httpx.post(webhook, json=alert, timeout=10)
+        raise typer.Exit(3)
+    out.print("no drift")
+
+
 @models_app.command("promote")
 def models_promote(run: RunRef) -> None:
     """Make a run's model the production version (the previous one is archived)."""
@@ -386,7 +450,9 @@ def predict(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except TunelabError as error:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

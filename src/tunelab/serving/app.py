@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunelab.errors import TunelabError
+from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.keys import KeyStore, StoredKey
 from tunelab.serving.limits import RateLimiter
@@ -49,6 +50,7 @@ class ServeSettings:
     threads: int | None = None
     follow_production: bool = False  # serve the store's production version, hot-swapped
     poll_seconds: float = 5.0
+    monitor_window: int = 5000  # recent predictions kept for drift monitoring
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,6 +116,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     keys = KeyStore(settings.keys_file)
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     state: dict[str, Any] = {"ready": False}
+    window = RollingWindow(settings.monitor_window)
 
     def load_predictor(run: Path | None = None) -> Any:
         from tunelab.predictor import Predictor
@@ -270,6 +273,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 predictions = await state["batcher"].submit(body.texts)
         except TunelabError as error:
             raise HTTPException(422, str(error)) from None
+        window.add(predictions)
         for p in predictions:
             for label in ([p["label"]] if "label" in p else p.get("labels")
                           or [e["type"] for e in p.get("entities", [])]):
@@ -311,6 +315,13 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 "base_model": p.meta.get("base_model"), "method": p.meta.get("method"),
                 "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars},
                 "model_card": card.read_text(encoding="utf-8") if card.is_file() else None}
+
+    @app.get("/v1/monitor", responses=errors)
+    async def monitor(key: StoredKey | None = Depends(caller)) -> dict[str, Any]:
+        """Label and confidence counts over the most recent predictions."""
+        slot = ready_slot()
+        return {"version": slot.version, "run": str(slot.predictor.run_dir),
+                "window": settings.monitor_window, **window.summary()}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
