@@ -6,6 +6,7 @@ Every endpoint but health and metrics needs an API key (`Authorization: Bearer K
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -129,11 +130,13 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         metrics.model.labels(str(slot.predictor.run_dir), slot.version,
                              slot.predictor.backend).set(1)
 
+    def predict_batch(inputs: list[Any]) -> list[tuple[str, Any]]:
+        slot = state["slot"]  # one model per batch, also while a swap happens
+        return [(slot.version, p) for p in slot.predict(inputs)]
+
     async def follow_production() -> None:
         """Poll the store; load a newly promoted model beside the served one, then swap.
         Requests keep being answered by the old model until the new one is ready."""
-        import asyncio
-
         from tunelab.store.records import production
 
         while True:
@@ -156,14 +159,12 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         slot = ModelSlot(predictor or load_predictor())
         state["slot"] = slot
         state["batcher"] = batcher = MicroBatcher(
-            lambda inputs: state["slot"].predict(inputs), settings.max_batch_size,
-            settings.max_wait_ms, metrics.batch_size.observe)
+            predict_batch, settings.max_batch_size, settings.max_wait_ms,
+            metrics.batch_size.observe)
         batcher.start()
         show(slot)
         follower = None
         if settings.follow_production:
-            import asyncio
-
             follower = asyncio.get_running_loop().create_task(follow_production())
         state["ready"] = True
         log.info("ready", extra={"fields": {"run": str(slot.predictor.run_dir),
@@ -254,7 +255,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
     async def predict(body: PredictRequest, request: Request,
                       key: StoredKey | None = Depends(caller)) -> PredictResponse:
-        slot = ready_slot()
+        ready_slot()
         if len(body.texts) > settings.max_texts:
             raise HTTPException(413, f"texts: {len(body.texts)} texts, at most "
                                 f"{settings.max_texts} per request; split the request")
@@ -270,15 +271,16 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         request.state.log_fields = {**getattr(request.state, "log_fields", {}), **fields}
         try:
             with metrics.in_flight.track_inprogress():
-                predictions = await state["batcher"].submit(body.texts)
+                answered = await state["batcher"].submit(body.texts)
         except TunelabError as error:
             raise HTTPException(422, str(error)) from None
+        version, predictions = answered[0][0], [p for _, p in answered]
         window.add(predictions)
         for p in predictions:
             for label in ([p["label"]] if "label" in p else p.get("labels")
                           or [e["type"] for e in p.get("entities", [])]):
                 metrics.predicted.labels(label).inc()
-        return PredictResponse(model=slot.version, request_id=request.state.request_id,
+        return PredictResponse(model=version, request_id=request.state.request_id,
                                predictions=predictions)
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
@@ -286,8 +288,6 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     async def feedback(body: FeedbackRequest, request: Request,
                        key: StoredKey | None = Depends(caller)) -> FeedbackResponse:
         """Store a correction (text classification): the label the model should have given."""
-        import asyncio
-
         from tunelab.store.records import add_feedback
 
         slot = ready_slot()
