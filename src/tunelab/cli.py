@@ -376,6 +376,41 @@ def monitor(
     out.print("no drift")
 
 
+@app.command()
+def retrain(
+    run: Annotated[Path, typer.Argument(help="The run to continue (a full fine-tuning run)")],
+    data: Annotated[Path | None, typer.Option(help="New labelled examples (the run's "
+                                              "columns)")] = None,
+    feedback: Annotated[bool, typer.Option(help="Use the feedback stored for this run")
+                        ] = False,
+    rehearsal: Annotated[float, typer.Option(min=0.0, help="Original examples rehearsed per "
+                                             "new training example")] = 1.0,
+    holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of the new "
+                                           "examples held back to score the result")] = 0.2,
+    tolerance: Annotated[float, typer.Option(min=0.0, help="Points the original test metric "
+                                             "may drop before promotion is refused")] = 1.0,
+    without_rehearsal: Annotated[bool, typer.Option(help="Also train without rehearsal, to "
+                                                    "show the forgetting")] = False,
+    epochs: Annotated[float, typer.Option(min=0.1)] = 3.0,
+    lr: Annotated[float | None, typer.Option(help="Default: the run's")] = None,
+    name: Annotated[str | None, typer.Option(help="New run name")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote when the gate passes")] = True,
+) -> None:
+    """Fine-tune a run on new examples plus rehearsal of its original data; promote it only
+    if the original test metric holds and the new examples improve."""
+    _quiet_libraries()
+    from tunelab.retrain import RetrainOptions
+    from tunelab.retrain import retrain as run_retrain
+
+    result = run_retrain(run, RetrainOptions(
+        data=data, feedback=feedback, rehearsal=rehearsal, holdout=holdout,
+        tolerance=tolerance, without_rehearsal=without_rehearsal, epochs=epochs, lr=lr,
+        name=name, promote=promote))
+    out.print((result.run_dir / "retrain.md").read_text(encoding="utf-8"), markup=False,
+              highlight=False)
+    out.print(f"written to {result.run_dir}")
+
+
 @models_app.command("promote")
 def models_promote(run: RunRef) -> None:
     """Make a run's model the production version (the previous one is archived)."""

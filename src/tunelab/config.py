@@ -41,6 +41,9 @@ class TaskConfig(Section):
     type: str = "text-classification"
     multi_label: bool = False
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # A fixed label order (default: the training labels, sorted). Continuing a trained model
+    # keeps its order and appends new labels, so its head rows stay where they were.
+    labels: list[str] | None = None
 
     @field_validator("type")
     @classmethod

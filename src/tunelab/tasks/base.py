@@ -29,6 +29,37 @@ def sigmoid(x: Any) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
+def carry_head_rows(model: PreTrainedModel, source: str, labels: Sequence[str]) -> None:
+    """When `source` is a trained tunelab model with another label list, copy its head's
+    rows for the labels both share (by name), so continuing it keeps what it knew; rows of
+    new labels stay freshly initialised."""
+    import json
+    from pathlib import Path
+
+    meta = Path(source) / "tunelab.json"
+    weights = Path(source) / "model.safetensors"
+    if not meta.is_file() or not weights.is_file():
+        return
+    old = json.loads(meta.read_text(encoding="utf-8")).get("labels", [])
+    if list(old) == list(labels):
+        return
+    from safetensors.torch import load_file
+
+    saved = load_file(weights)
+    index = {label: i for i, label in enumerate(old)}
+    shared = [(i, index[label]) for i, label in enumerate(labels) if label in index]
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith(f"{model.base_model_prefix}."):
+                continue  # encoder weights were loaded as they are
+            before = saved.get(name)
+            if (before is not None and before.shape[0] == len(old)
+                    and parameter.shape[0] == len(labels) and before.shape[1:] ==
+                    parameter.shape[1:]):
+                for new_row, old_row in shared:
+                    parameter[new_row] = before[old_row]
+
+
 @dataclass
 class EvalResult:
     """Scores of one model on one split."""
@@ -118,9 +149,11 @@ class Task(ABC):
             for attribute in DROPOUT_ATTRIBUTES:
                 if isinstance(getattr(config, attribute, None), float):
                     setattr(config, attribute, dropout)
-        return self.auto_model.from_pretrained(
-            resolved.source, config=config, **resolved.from_pretrained_kwargs
-        )
+        model = self.auto_model.from_pretrained(
+            resolved.source, config=config, ignore_mismatched_sizes=True,
+            **resolved.from_pretrained_kwargs)
+        carry_head_rows(model, resolved.source, self.labels)
+        return model
 
     def model_config_kwargs(self) -> dict[str, Any]:
         return {

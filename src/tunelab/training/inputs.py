@@ -14,6 +14,7 @@ from tunelab import registry
 from tunelab.config import RunConfig
 from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.data.splits import split_indices
+from tunelab.errors import DataError
 from tunelab.tasks.base import Task
 
 
@@ -36,6 +37,12 @@ def load_splits(config: RunConfig) -> tuple[Task, Splits]:
     task = registry.tasks.get(config.task.type).from_config(config)
     train = read_examples(task, data.train, config)
     task.labels = task.label_set(train)
+    if config.task.labels is not None:
+        missing = [label for label in task.labels if label not in config.task.labels]
+        if missing:
+            raise DataError(f"{data.train}: labels {', '.join(missing)} are not in task.labels; "
+                            "add them to the list or remove the examples")
+        task.labels = list(config.task.labels)
     sources = {"train": str(data.train)}
     held: dict[str, Any] = {}
     for role, path, fraction in (("test", data.test, data.test_fraction),

@@ -1,0 +1,190 @@
+"""Continual retraining: fine-tune a production model on new examples plus a rehearsal
+sample of its original training data, then promote it only if it learned the new data
+without forgetting the old.
+
+Forgetting is measured, not assumed: the original test set is scored before and after,
+and optionally against a model retrained without rehearsal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import RunConfig, parse_config, read_yaml
+from tunelab.errors import ConfigError, DataError
+from tunelab.predictor import Predictor
+from tunelab.rundir import write_json, write_text
+from tunelab.tasks.text_classification import TextExamples
+from tunelab.training.inputs import read_examples
+
+
+@dataclass
+class RetrainOptions:
+    data: Path | None = None
+    feedback: bool = False
+    rehearsal: float = 1.0  # original examples per new training example (0: none)
+    holdout: float = 0.2  # share of the new examples kept back to score the result
+    tolerance: float = 1.0  # points the original test metric may drop
+    without_rehearsal: bool = False  # also train without rehearsal, to show the forgetting
+    epochs: float = 3.0
+    lr: float | None = None
+    name: str | None = None
+    promote: bool = True
+    seed: int = 42
+
+
+@dataclass
+class RetrainResult:
+    run_dir: Path
+    promoted: bool
+    reasons: list[str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def new_examples(source: Predictor, config: RunConfig, options: RetrainOptions) -> TextExamples:
+    if (options.data is None) == (not options.feedback):
+        raise ConfigError("give exactly one of --data FILE or --feedback")
+    if options.data is not None:
+        if not options.data.is_file():
+            raise DataError(f"{options.data}: file not found")
+        return read_examples(source.task, options.data, config)
+    from tunelab.store.records import feedback_rows
+
+    rows = feedback_rows(source.run_dir)
+    if not rows:
+        raise DataError(f"{source.run_dir}: no feedback stored for this model; send "
+                        "corrections to POST /v1/feedback, or use --data FILE")
+    return TextExamples("feedback", [r.id for r in rows], [r.text for r in rows], None,
+                        [r.correct_label for r in rows])
+
+
+def split(n: int, fraction: float, rng: random.Random) -> tuple[list[int], list[int]]:
+    order = list(range(n))
+    rng.shuffle(order)
+    cut = max(1, round(n * fraction)) if n > 1 else 0
+    return sorted(order[cut:]), sorted(order[:cut])
+
+
+def write_examples(path: Path, examples: TextExamples, config: RunConfig) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([config.data.text_column, config.data.label_column])
+    writer.writerows(zip(examples.texts, examples.labels, strict=True))
+    write_text(path, buffer.getvalue())
+    return path
+
+
+def concat(*parts: TextExamples) -> TextExamples:
+    return TextExamples("mixed", [i for p in parts for i in p.lines],
+                        [t for p in parts for t in p.texts], None,
+                        [lab for p in parts for lab in p.labels])
+
+
+def accuracy(predictor: Predictor, examples: TextExamples) -> float:
+    if not len(examples):
+        return float("nan")
+    predicted = predictor.predict(list(examples.texts))
+    return sum(p["label"] == gold for p, gold in zip(predicted, examples.labels, strict=True)
+               ) / len(examples)
+
+
+def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
+    import tunelab
+
+    source = Predictor(run, "torch")
+    if source.task.name != "text-classification" or source.task.multi_label:
+        raise ConfigError(f"{run}: retrain supports single-label text classification")
+    if source.meta.get("method") != "full":
+        raise ConfigError(f"{run}: retrain continues full fine-tuning runs; this one used "
+                          f"'{source.meta.get('method')}'")
+    config = source.run_config()
+    if config.data.test is None or not Path(config.data.test).is_file():
+        raise DataError(f"{run}: the run has no test file to measure forgetting on")
+    rng = random.Random(options.seed)
+    old_train = read_examples(source.task, config.data.train, config)
+    fresh = new_examples(source, config, options)
+    keep, held = split(len(fresh), options.holdout, rng)
+    new_train, new_held = fresh.subset(keep), fresh.subset(held)
+    fit, dev_part = split(len(new_train), 0.1, rng)
+    old_order = list(range(len(old_train)))
+    rng.shuffle(old_order)
+    n_rehearse = min(len(old_train) - len(dev_part), round(options.rehearsal * len(fit)))
+    rehearsal = old_train.subset(sorted(old_order[:n_rehearse]))
+    old_dev = old_train.subset(sorted(old_order[n_rehearse:n_rehearse + len(dev_part)]))
+    labels = list(source.labels) + sorted({lab for lab in fresh.labels} - set(source.labels))
+
+    name = options.name or f"{source.run_dir.name}-retrain"
+    base = read_yaml(source.run_dir / "config.yaml")
+    out = Path(config.output_dir) / name
+    data_dir = Path(config.output_dir) / f"{name}-data"
+
+    def train_variant(variant: str, train: TextExamples) -> Predictor:
+        raw = {**base, "name": variant, "model": {**base.get("model", {}),
+                                                  "name": str(source.model_dir)},
+               "task": {**base.get("task", {}), "labels": labels}}
+        raw["data"] = {**base["data"],
+                       "train": str(write_examples(data_dir / f"{variant}-train.csv", train,
+                                                   config)),
+                       "dev": str(write_examples(data_dir / f"{variant}-dev.csv",
+                                                 concat(new_train.subset(dev_part), old_dev),
+                                                 config)),
+                       "test": str(config.data.test)}
+        raw["training"] = {**base.get("training", {}), "epochs": options.epochs,
+                           "lr": options.lr or base.get("training", {}).get("lr")}
+        raw["evaluation"] = {**base.get("evaluation", {}), "baselines": False}
+        tunelab.train(parse_config(raw, f"retrain:{variant}"), overwrite=True)
+        return Predictor(Path(config.output_dir) / variant, "torch")
+
+    metric = source.task.default_metric
+    before_old = source.evaluate(Path(config.data.test)).metrics[metric]
+    scores = {"before": {"old_test": before_old, "new_holdout": accuracy(source, new_held)}}
+    variants = {"with_rehearsal": (name, concat(new_train.subset(fit), rehearsal))}
+    if options.without_rehearsal:
+        variants["without_rehearsal"] = (f"{name}-norehearsal", new_train.subset(fit))
+    for key, (variant, train) in variants.items():
+        model = train_variant(variant, train)
+        scores[key] = {"old_test": model.evaluate(Path(config.data.test)).metrics[metric],
+                       "new_holdout": accuracy(model, new_held)}
+
+    after = scores["with_rehearsal"]
+    drop = (before_old - after["old_test"]) * 100
+    reasons = []
+    if drop > options.tolerance:
+        reasons.append(f"the original test {metric} dropped {drop:.2f} pt (tolerance "
+                       f"{options.tolerance} pt): the model forgot")
+    if not after["new_holdout"] > scores["before"]["new_holdout"]:
+        reasons.append(f"accuracy on the held-back new examples did not improve "
+                       f"({scores['before']['new_holdout']:.4f} -> {after['new_holdout']:.4f})")
+    promoted = not reasons and options.promote
+    if promoted:
+        from tunelab.store.records import promote
+
+        promote(str(out))
+    report = {"source": str(source.run_dir), "run": str(out), "metric": metric,
+              "new_examples": len(fresh), "new_train": len(fit), "new_held_back": len(new_held),
+              "rehearsal_examples": len(rehearsal), "labels_added": labels[len(source.labels):],
+              "scores": scores, "old_test_drop_pts": round(drop, 3), "promoted": promoted,
+              "reasons": reasons, "options": {k: str(v) for k, v in asdict(options).items()}}
+    write_json(out / "retrain.json", report)
+    write_text(out / "retrain.md", retrain_markdown(report))
+    return RetrainResult(out, promoted, reasons, scores)
+
+
+def retrain_markdown(report: dict[str, Any]) -> str:
+    metric = report["metric"]
+    lines = [f"# Retrain of {report['source']}", "",
+             f"{report['new_examples']} new examples: {report['new_train']} trained on, "
+             f"{report['new_held_back']} held back; {report['rehearsal_examples']} original "
+             f"examples rehearsed. Labels added: {', '.join(report['labels_added']) or 'none'}.",
+             "", f"| model | original test {metric} | held-back new accuracy |", "|---|---|---|"]
+    for key, row in report["scores"].items():
+        lines.append(f"| {key.replace('_', ' ')} | {row['old_test']:.4f} | "
+                     f"{row['new_holdout']:.4f} |")
+    verdict = ("Promoted to production." if report["promoted"] else
+               "Kept as a candidate: " + "; ".join(report["reasons"] or ["--no-promote"]))
+    return "\n".join([*lines, "", verdict]) + "\n"
