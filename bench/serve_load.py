@@ -55,7 +55,9 @@ def train_and_export() -> tuple[Path, dict[str, Any]]:
         "training": {"epochs": 2, "lr": 5e-5}, "evaluation": {"baselines": False},
     }, "bench:serve")
     run = tunelab.train(config, overwrite=True).run_dir
-    return run, tunelab.api.export(run)
+    # This model's int8 export agrees on 98.4% (accuracy unchanged), under the default 99%
+    # gate; the benchmark loosens the gate to 98% so the int8 service can be measured.
+    return run, tunelab.api.export(run, min_agreement=0.98)
 
 
 def free_port() -> int:

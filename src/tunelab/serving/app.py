@@ -158,6 +158,12 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot = ModelSlot(predictor or load_predictor())
         state["slot"] = slot
+        try:  # open (and migrate) the store now, not inside the first feedback request
+            from tunelab.store.db import database_url, engine_for
+
+            await asyncio.to_thread(engine_for, database_url())
+        except Exception:
+            log.exception("store unavailable: feedback will fail until it is reachable")
         state["batcher"] = batcher = MicroBatcher(
             predict_batch, settings.max_batch_size, settings.max_wait_ms,
             metrics.batch_size.observe)
