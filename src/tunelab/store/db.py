@@ -45,21 +45,30 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (creates it in an empty database)."""
     from alembic import command
     from alembic.config import Config
-    from sqlalchemy.exc import DatabaseError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    for attempt in range(3):
+    with _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """SQLite runs DDL outside a transaction, so two processes migrating one new file at
+    once would both create tables; a lock file next to the database serialises them."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-            return
-        except DatabaseError:
-            # another process migrated the same empty database at the same moment; its
-            # tables now exist, so the next attempt finds the schema up to date
-            if attempt == 2:
-                raise
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
