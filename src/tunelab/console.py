@@ -1,0 +1,20 @@
+"""Consoles and library quieting shared by the command-line modules."""
+
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+
+err = Console(stderr=True)
+out = Console()
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
+    logging.disable_progress_bar()
