@@ -52,4 +52,4 @@ def export(run: str | Path, format: str = "onnx", **options: Any) -> dict[str, A
     from tunelab import registry
 
     exporter, options_class = registry.exporters.get(format)
-    return exporter(Predictor(run, "torch").run_dir, options_class(**options))
+    return exporter(Path(run), options_class(**options))
