@@ -40,8 +40,11 @@ def write(path: Path, data: list[tuple[str, str]]) -> Path:
 
 
 def accuracy(predictor: Any, data: list[tuple[str, str]]) -> float:
-    predicted = predictor.predict([t for t, _ in data], batch_size=128)
-    return sum(p["label"] == gold for p, (_, gold) in zip(predicted, data, strict=True)) / len(data)
+    from tunelab.retrain import accuracy as examples_accuracy
+    from tunelab.tasks.text_classification import TextExamples
+
+    texts, labels = [t for t, _ in data], [label for _, label in data]
+    return examples_accuracy(predictor, TextExamples("bench", [], texts, None, labels))
 
 
 def main() -> None:

@@ -137,8 +137,8 @@ def serve(
             raise TunelabError("no RUN given and no production model; give a run directory "
                                "or promote one with `tunelab models promote RUN`")
         run = Path(current.path)
-    model_dir_of(run)  # a clear error before any worker starts
-    exported_model(model_dir_of(run).parent, backend) if backend != "auto" else None
+    # clear errors before any worker starts: not a run, or no export for --backend onnx
+    exported_model(model_dir_of(run).parent, backend)
     store = KeyStore(keys_file)
     if not no_auth and not store.keys:
         raise TunelabError(f"{store.path}: no API keys; create one with `tunelab keys create "

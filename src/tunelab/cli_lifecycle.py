@@ -136,12 +136,9 @@ def feedback_export(
                            "; send corrections to POST /v1/feedback first")
     columns = {"text_column": "text", "label_column": "label"}
     if run is not None:  # the run's own column names, so the file trains it as it is
-        from tunelab.config import read_yaml
-        from tunelab.predictor import model_dir_of
+        from tunelab.predictor import run_columns
 
-        config = model_dir_of(run).parent / "config.yaml"
-        data = read_yaml(config).get("data", {}) if config.is_file() else {}
-        columns = {k: str(data.get(k, v)) for k, v in columns.items()}
+        columns = run_columns(run)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([columns["text_column"], columns["label_column"], "predicted",

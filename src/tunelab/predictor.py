@@ -26,12 +26,18 @@ def model_dir_of(run: str | Path) -> Path:
     )
 
 
+def run_columns(run: str | Path) -> dict[str, str]:
+    """The text and label column names the run was trained on, for reading and writing
+    files in its own layout."""
+    path = model_dir_of(run).parent / "config.yaml"
+    data = read_yaml(path).get("data", {}) if path.is_file() else {}
+    defaults = {"text_column": "text", "label_column": "label"}
+    return {key: str(data.get(key, value)) for key, value in defaults.items()}
+
+
 def run_text_column(run: str | Path) -> str:
     """The text column the run was trained on, for reading prediction input files."""
-    path = model_dir_of(run).parent / "config.yaml"
-    if path.is_file():
-        return str(read_yaml(path).get("data", {}).get("text_column", "text"))
-    return "text"
+    return run_columns(run)["text_column"]
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-fp32")
