@@ -170,14 +170,15 @@ def drive(name: str, url: str, headers: dict[str, str], pool: list[str],
 def main() -> None:
     run, export = train_and_export()
     pool = texts()
-    key_file = WORK / "serve_keys.json"
-    key_file.unlink(missing_ok=True)
-    from tunelab.serving.keys import KeyStore
+    store = WORK / "serve_store.db"
+    store.unlink(missing_ok=True)
+    os.environ["TUNELAB_DB_URL"] = f"sqlite:///{store}"  # the server inherits it
+    from tunelab.serving.keys import create_key
 
-    headers = {"Authorization": f"Bearer {KeyStore(key_file).create('bench')}"}
+    headers = {"Authorization": f"Bearer {create_key('bench')}"}
     port = free_port()
     server = start([sys.executable, "-m", "tunelab.cli", "serve", str(run), "--port", str(port),
-                    "--keys-file", str(key_file), "--rate-limit", "0"], port)
+                    "--rate-limit", "0"], port)
     url = f"http://127.0.0.1:{port}/v1/predict"
     try:
         ours = drive("tunelab", url, headers, pool, LEVELS, long_at=64)

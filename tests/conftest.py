@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,40 @@ NEGATIVE = ["awful", "terrible", "hate", "horrible", "poor", "sad", "broken", "b
 FILLER = ["the", "movie", "was", "really", "and", "plot", "acting", "very", "quite", "it"]
 
 
-@pytest.fixture(autouse=True)
-def private_cache_and_store(tmp_path_factory: pytest.TempPathFactory,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tokenised-data cache and run store in the session's temp dir, never the user's."""
-    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    monkeypatch.setenv("TUNELAB_DB_URL",
-                       f"sqlite:///{tmp_path_factory.getbasetemp() / 'tunelab.db'}")
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_and_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tokenised-data cache and project store in the session's temp dir, never the user's.
+    Session-wide, so module-scoped fixtures see them too."""
+    base = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNELAB_CACHE_DIR", str(base / "cache"))
+        patch.setenv("TUNELAB_DB_URL", f"sqlite:///{base / 'tunelab.db'}")
+        yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    from pg_server import ServerUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as why:
+        pytest.skip(f"PostgreSQL could not start, so this ran on SQLite only: {why}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty project store on each backend, set as TUNELAB_DB_URL for the test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        from pg_server import new_database
+
+        url = new_database(request.getfixturevalue("postgres_server_url"))
+    monkeypatch.setenv("TUNELAB_DB_URL", url)
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from conftest import ROOT
-from test_serving import auth, key_file, served_run, start_server  # noqa: F401
+from test_serving import api_key, auth, served_run, start_server  # noqa: F401
 
 from tunelab.monitoring.drift import compare, summarise
 
@@ -34,7 +34,7 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
 
 
 def test_monitor_flags_drift_exits_3_and_calls_the_webhook(
-        served_run: Path, key_file: tuple[Path, str]) -> None:  # noqa: F811
+        served_run: Path, api_key: str) -> None:  # noqa: F811
     received: list[dict[str, object]] = []
 
     class Hook(BaseHTTPRequestHandler):
@@ -48,12 +48,12 @@ def test_monitor_flags_drift_exits_3_and_calls_the_webhook(
 
     hook = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
-    process, url = start_server(served_run, key_file)
+    process, url = start_server(served_run)
 
     def monitor() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "tunelab.cli", "monitor", str(served_run), "--url", url,
-             "--key", key_file[1], "--min-predictions", "20", "--webhook",
+             "--key", api_key, "--min-predictions", "20", "--webhook",
              f"http://127.0.0.1:{hook.server_port}/alert"],
             capture_output=True, text=True, cwd=ROOT)
 
@@ -62,13 +62,13 @@ def test_monitor_flags_drift_exits_3_and_calls_the_webhook(
                      (served_run / "predictions.jsonl").read_text().splitlines()]
         for _ in range(2):  # the held-out texts themselves: the same distribution
             httpx.post(f"{url}/v1/predict", json={"texts": [r["text"] for r in test_rows]},
-                       headers=auth(key_file), timeout=60)
+                       headers=auth(api_key), timeout=60)
         calm = monitor()
         assert calm.returncode == 0, calm.stdout + calm.stderr
         assert "no drift" in calm.stdout and not received
         positive = [r["text"] for r in test_rows if r["label"] == "positive"]
         for _ in range(10):  # now only texts the model calls positive
-            httpx.post(f"{url}/v1/predict", json={"texts": positive}, headers=auth(key_file),
+            httpx.post(f"{url}/v1/predict", json={"texts": positive}, headers=auth(api_key),
                        timeout=60)
         drifted = monitor()
         assert drifted.returncode == 3, drifted.stdout + drifted.stderr

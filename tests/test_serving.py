@@ -23,7 +23,7 @@ import tunelab
 from tunelab.config import parse_config
 from tunelab.serving.app import ServeSettings, create_app
 from tunelab.serving.batcher import MicroBatcher
-from tunelab.serving.keys import KeyStore
+from tunelab.serving.keys import create_key
 
 TEXTS = ["the movie was great", "awful acting and a poor plot", "really superb", "sad and bad"]
 
@@ -44,33 +44,22 @@ def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
 
 
 @pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = tmp_path_factory.mktemp("keys") / "keys.json"
-    return path, KeyStore(path).create("tests")
+def api_key() -> str:
+    """A key in the session's store."""
+    return create_key(f"tests-{time.monotonic_ns()}")
 
 
-def client(run: Path, key_file: tuple[Path, str], **settings: Any) -> TestClient:
-    return TestClient(create_app(ServeSettings(run=run, keys_file=key_file[0], **settings)))
+def client(run: Path, **settings: Any) -> TestClient:
+    return TestClient(create_app(ServeSettings(run=run, **settings)))
 
 
-def auth(key_file: tuple[Path, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key_file[1]}"}
-
-
-def test_key_is_stored_only_as_a_salted_hash(key_file: tuple[Path, str]) -> None:
-    path, key = key_file
-    stored = path.read_text()
-    assert key not in stored and key.split("_")[-1] not in stored
-    assert oct(path.stat().st_mode)[-3:] == "600"
-    store = KeyStore(path)
-    assert store.verify(key).name == "tests"
-    assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
-    assert store.verify("nonsense") is None and store.verify(None) is None
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def test_predict_needs_a_key_and_open_endpoints_do_not(served_run: Path,
-                                                       key_file: tuple[Path, str]) -> None:
-    with client(served_run, key_file) as http:
+                                                       api_key: str) -> None:
+    with client(served_run) as http:
         for headers in ({}, {"Authorization": "Bearer tl_dead_beef"}, {"X-API-Key": "wrong"}):
             response = http.post("/v1/predict", json={"texts": TEXTS}, headers=headers)
             assert response.status_code == 401
@@ -79,21 +68,21 @@ def test_predict_needs_a_key_and_open_endpoints_do_not(served_run: Path,
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert http.get(path).status_code == 200, path
 
-        response = http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(key_file))
+        response = http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(api_key))
         assert response.status_code == 200
         body = response.json()
         assert response.headers["x-request-id"] == body["request_id"]
         expected = tunelab.load(served_run).predict(TEXTS)
         assert [p["label"] for p in body["predictions"]] == [p["label"] for p in expected]
-        x_api_key = {"X-API-Key": key_file[1]}
+        x_api_key = {"X-API-Key": api_key}
         info = http.get("/v1/model", headers=x_api_key).json()
         assert info["labels"] == ["negative", "positive"] and info["version"] == body["model"]
 
 
 def test_limits_and_bad_input_get_json_errors_not_500(served_run: Path,
-                                                      key_file: tuple[Path, str]) -> None:
-    with client(served_run, key_file, max_texts=3, max_chars=50, max_body_bytes=5000) as http:
-        headers = auth(key_file)
+                                                      api_key: str) -> None:
+    with client(served_run, max_texts=3, max_chars=50, max_body_bytes=5000) as http:
+        headers = auth(api_key)
         cases = [
             ({"json": {"texts": TEXTS}}, 413, "at most 3 per request"),
             ({"json": {"texts": ["x" * 51]}}, 422, "texts.0: 51 characters"),
@@ -112,12 +101,12 @@ def test_limits_and_bad_input_get_json_errors_not_500(served_run: Path,
             assert message in response.json()["error"]["message"]
 
 
-def test_rate_limit_answers_429_per_key(served_run: Path, key_file: tuple[Path, str]) -> None:
-    with client(served_run, key_file, rate_limit=0.5, rate_burst=2) as http:
-        codes = [http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(key_file))
+def test_rate_limit_answers_429_per_key(served_run: Path, api_key: str) -> None:
+    with client(served_run, rate_limit=0.5, rate_burst=2) as http:
+        codes = [http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(api_key))
                  .status_code for _ in range(3)]
         assert codes == [200, 200, 429]
-        limited = http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(key_file))
+        limited = http.post("/v1/predict", json={"texts": ["good"]}, headers=auth(api_key))
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
 
 
@@ -146,9 +135,9 @@ def test_micro_batcher_gathers_requests_and_returns_each_its_own() -> None:
 
 
 def test_metrics_count_requests_batches_and_labels(served_run: Path,
-                                                   key_file: tuple[Path, str]) -> None:
-    with client(served_run, key_file) as http:
-        http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(key_file))
+                                                   api_key: str) -> None:
+    with client(served_run) as http:
+        http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(api_key))
         http.post("/v1/predict", json={"texts": TEXTS})
         text = http.get("/metrics").text
     assert 'tunelab_requests_total{path="/v1/predict",status="200"} 1.0' in text
@@ -167,12 +156,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, key_file: tuple[Path, str], *args: str
-                 ) -> tuple[subprocess.Popen[str], str]:
+def start_server(run: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tunelab.cli", "serve", str(run), "--port", str(port),
-         "--keys-file", str(key_file[0]), *args],
+         *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -190,8 +178,8 @@ def start_server(run: Path, key_file: tuple[Path, str], *args: str
 
 
 def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
-        served_run: Path, key_file: tuple[Path, str]) -> None:
-    process, url = start_server(served_run, key_file, "--max-wait-ms", "800",
+        served_run: Path, api_key: str) -> None:
+    process, url = start_server(served_run, "--max-wait-ms", "800",
                                 "--max-batch-size", "64")
     expected = {t: p["label"] for t, p in zip(TEXTS, tunelab.load(served_run).predict(TEXTS),
                                                 strict=True)}
@@ -200,7 +188,7 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
     def call(i: int) -> None:
         text = TEXTS[i % len(TEXTS)]
         response = httpx.post(f"{url}/v1/predict", json={"texts": [text]},
-                              headers=auth(key_file), timeout=30)
+                              headers=auth(api_key), timeout=30)
         results[i] = (text, response.status_code, response.json())
 
     try:
@@ -231,12 +219,12 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
 
 
 def test_schemathesis_finds_no_server_errors(served_run: Path,
-                                             key_file: tuple[Path, str]) -> None:
+                                             api_key: str) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import not_a_server_error
 
-    process, url = start_server(served_run, key_file)
+    process, url = start_server(served_run)
     try:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         failures = []
@@ -248,7 +236,7 @@ def test_schemathesis_finds_no_server_errors(served_run: Path,
                       suppress_health_check=list(HealthCheck))
             @given(case=strategy)
             def check(case: Any) -> None:
-                for headers in (auth(key_file), {}):
+                for headers in (auth(api_key), {}):
                     case.call_and_validate(base_url=url, headers=headers,
                                            checks=[not_a_server_error])
 
@@ -263,80 +251,105 @@ def test_schemathesis_finds_no_server_errors(served_run: Path,
 
 
 def test_ner_run_serves_entities_with_offsets(tiny_config: dict[str, Any], tmp_path: Path,
-                                              key_file: tuple[Path, str]) -> None:
+                                              api_key: str) -> None:
     from test_token_classification import conll_file
 
     files = {s: str(conll_file(tmp_path / f"{s}.txt", 12)) for s in ("train", "dev", "test")}
     run = tunelab.train(parse_config({**tiny_config, "task": {"type": "token-classification"},
                                       "data": {**files, "max_length": 16}})).run_dir
     sentence = "Anna visited great Paris ."
-    with client(run, key_file) as http:
-        response = http.post("/v1/predict", json={"texts": [sentence]}, headers=auth(key_file))
+    with client(run) as http:
+        response = http.post("/v1/predict", json={"texts": [sentence]}, headers=auth(api_key))
         assert response.status_code == 200
         [prediction] = response.json()["predictions"]
         expected = tunelab.load(run).predict(sentence)
         assert prediction["entities"] == expected["entities"]
         for entity in prediction["entities"]:
             assert sentence[entity["start"]:entity["end"]] == entity["text"]
-        info = http.get("/v1/model", headers=auth(key_file)).json()
+        info = http.get("/v1/model", headers=auth(api_key)).json()
         assert info["task"] == "token-classification" and "B-PER" in info["labels"]
 
 
-def test_feedback_round_trip(served_run: Path, key_file: tuple[Path, str], tmp_path: Path
-                             ) -> None:
+def test_feedback_round_trip(served_run: Path, store_url: str, tmp_path: Path) -> None:
     import csv
 
-    with client(served_run, key_file) as http:
+    api_key = create_key("feedback")
+    with client(served_run) as http:
         body = {"text": "the acting was superb", "predicted": "negative",
                 "correct_label": "positive", "request_id": "abc"}
         assert http.post("/v1/feedback", json=body).status_code == 401
-        stored = http.post("/v1/feedback", json=body, headers=auth(key_file))
+        stored = http.post("/v1/feedback", json=body, headers=auth(api_key))
         assert stored.status_code == 201, stored.text
         bad = http.post("/v1/feedback", json={**body, "correct_label": "postive"},
-                        headers=auth(key_file))
+                        headers=auth(api_key))
         assert bad.status_code == 422 and "'postive' is not one of" in bad.text
-        version = http.get("/v1/model", headers=auth(key_file)).json()["version"]
+        version = http.get("/v1/model", headers=auth(api_key)).json()["version"]
     assert stored.json()["model"] == version
     out = tmp_path / "feedback.csv"
     result = subprocess.run([sys.executable, "-m", "tunelab.cli", "feedback", "export",
                              "--output", str(out), "--run", str(served_run)],
-                            capture_output=True, text=True, cwd=ROOT)
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "TUNELAB_DB_URL": store_url})
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     assert [(r["text"], r["label"], r["predicted"]) for r in rows] == \
         [("the acting was superb", "positive", "negative")]
 
 
-def test_hot_swap_to_a_promoted_model_drops_no_request(
-        served_run: Path, key_file: tuple[Path, str], tiny_config: dict[str, Any],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promotion_and_rollback_hot_swap_under_load_without_a_failed_request(
+        served_run: Path, store_url: str, tiny_config: dict[str, Any]) -> None:
     from tunelab.store import records
 
-    monkeypatch.setenv("TUNELAB_DB_URL", f"sqlite:///{tmp_path / 'swap.db'}")
+    api_key = create_key("swap")
     second = tunelab.train(parse_config({**tiny_config, "name": "second"})).run_dir
-    first_summary = json.loads((served_run / "metrics.json").read_text())
-    records.record_run(served_run, first_summary)
-    records.record_run(second, json.loads((second / "metrics.json").read_text()))
+    for run in (served_run, second):
+        records.record_run(run, json.loads((run / "metrics.json").read_text()))
     records.promote(str(served_run))
     statuses: list[int] = []
     versions: list[str] = []
-    with client(served_run, key_file, follow_production=True, poll_seconds=0.1) as http:
-        stop = time.time() + 8
+    done = threading.Event()
+    with client(served_run, follow_production=True, poll_seconds=0.1) as http:
 
         def load() -> None:
-            while time.time() < stop:
+            while not done.is_set():
                 response = http.post("/v1/predict", json={"texts": TEXTS},
-                                     headers=auth(key_file))
+                                     headers=auth(api_key))
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     versions.append(response.json()["model"])
 
+        def wait_for(condition: Any) -> None:
+            deadline = time.time() + 60
+            while time.time() < deadline and not (versions and condition(versions[-1])):
+                time.sleep(0.05)
+
         worker = threading.Thread(target=load)
         worker.start()
-        time.sleep(1.0)
-        records.promote(str(second))
-        worker.join()
-        info = http.get("/v1/model", headers=auth(key_file)).json()
+        try:
+            wait_for(lambda version: True)
+            first = versions[0]
+            records.promote(str(second))
+            wait_for(lambda version: version != first)
+            after_promotion = http.get("/v1/model", headers=auth(api_key)).json()
+            records.rollback()
+            wait_for(lambda version: version == first)
+            time.sleep(0.5)
+        finally:
+            done.set()
+            worker.join()
+        after_rollback = http.get("/v1/model", headers=auth(api_key)).json()
     assert statuses and set(statuses) == {200}
-    assert info["run"] == "second"
-    assert versions[0] != versions[-1] and versions[-1] == info["version"]
+    assert (after_promotion["run"], after_rollback["run"]) == ("second", served_run.name)
+    swaps = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert swaps == [first, after_promotion["version"], first]
+
+
+def test_serve_without_any_key_refuses_to_start_with_one_line(served_run: Path, tmp_path: Path
+                                                              ) -> None:
+    result = subprocess.run([sys.executable, "-m", "tunelab.cli", "serve", str(served_run)],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ,
+                                 "TUNELAB_DB_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+    assert result.returncode == 2
+    assert "no API keys in the store" in result.stderr and "keys create" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

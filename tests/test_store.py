@@ -1,7 +1,10 @@
-"""The project store on SQLite: migrations, recording runs, stages, concurrent writers."""
+"""The project store, on SQLite and on a real PostgreSQL server: migrations, recording runs,
+stages, API keys, concurrent writers."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,21 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from conftest import ROOT
 from sqlalchemy import create_engine, inspect, text
 
 import tunelab
 from tunelab.config import parse_config
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
+from tunelab.serving.keys import KeyCache, create_key, import_key_file, list_keys
 from tunelab.store import records
-from tunelab.store.db import engine_for
-
-
-@pytest.fixture
-def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("TUNELAB_DB_URL", url)
-    return url
+from tunelab.store.db import MIGRATIONS, engine_for
 
 
 def summary(accuracy: float, per_class: dict[str, float] | None = None) -> dict[str, Any]:
@@ -33,19 +31,23 @@ def summary(accuracy: float, per_class: dict[str, float] | None = None) -> dict[
             "fingerprints": {"train": "ab" * 32}, "train": {"epochs": 1.0, "seconds": 1.0}}
 
 
-def test_migrations_build_the_schema_in_an_empty_database(fresh_db: str) -> None:
-    engine_for(fresh_db)
-    engine = create_engine(fresh_db)
+def test_migrations_build_the_schema_in_an_empty_database(store_url: str) -> None:
+    engine = create_engine(store_url)
+    assert inspect(engine).get_table_names() == []
+    engine_for(store_url)
     tables = set(inspect(engine).get_table_names())
     assert {"runs", "metrics", "dataset_fingerprints", "model_versions", "feedback",
-            "alembic_version"} <= tables
+            "api_keys", "alembic_version"} <= tables
+    heads = ScriptDirectory(str(MIGRATIONS)).get_heads()
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
-            == "0002"
-        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert [connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                ] == heads
+        if engine.dialect.name == "sqlite":
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
 
 
-def test_training_records_the_run(fresh_db: str, tiny_config: dict[str, Any]) -> None:
+def test_training_records_the_run(store_url: str, tiny_config: dict[str, Any]) -> None:
     result = tunelab.train(parse_config(tiny_config))
     run = records.find_run(str(result.run_dir))
     assert run.name == "tiny" and run.metric == "accuracy"
@@ -57,7 +59,7 @@ def test_training_records_the_run(fresh_db: str, tiny_config: dict[str, Any]) ->
 
 
 def test_promote_archives_the_previous_and_rollback_restores_it(
-        fresh_db: str, tmp_path: Path) -> None:
+        store_url: str, tmp_path: Path) -> None:
     for name, accuracy in (("a", 0.8), ("b", 0.9)):
         records.record_run(tmp_path / name, summary(accuracy))
     assert records.production() is None
@@ -77,32 +79,35 @@ def test_promote_archives_the_previous_and_rollback_restores_it(
 WRITER = """
 import sys
 from pathlib import Path
-from tunelab.store.records import record_run
+from tunelab.store.records import add_feedback, record_run
 sys.path.insert(0, {tests!r})
 from test_store import summary
 for i in range(25):
-    record_run(Path({base!r}) / f"{{sys.argv[1]}}-{{i}}", summary(i / 25))
+    run = Path({base!r}) / f"{{sys.argv[1]}}-{{i}}"
+    record_run(run, summary(i / 25))
+    add_feedback(run, "v1", f"text {{i}}", "positive", request_id=f"{{sys.argv[1]}}-{{i}}")
 """
 
 
-def test_two_processes_record_at_once_and_nothing_is_lost(fresh_db: str, tmp_path: Path
-                                                           ) -> None:
+def test_two_processes_record_runs_and_feedback_at_once_and_nothing_is_lost(
+        store_url: str, tmp_path: Path) -> None:
     script = WRITER.format(tests=str(ROOT / "tests"), base=str(tmp_path))
-    env = {**os.environ, "TUNELAB_DB_URL": fresh_db}
+    env = {**os.environ, "TUNELAB_DB_URL": store_url}
     writers = [subprocess.Popen([sys.executable, "-c", script, name], env=env,
                                 stderr=subprocess.PIPE, text=True) for name in ("x", "y")]
     for writer in writers:
         assert writer.wait(300) == 0, writer.stderr.read()
-    names = {run.name for run, _ in records.list_runs()}
-    assert names == {f"{w}-{i}" for w in ("x", "y") for i in range(25)}
+    expected = {f"{w}-{i}" for w in ("x", "y") for i in range(25)}
+    assert {run.name for run, _ in records.list_runs()} == expected
+    assert sorted(row.request_id for row in records.feedback_rows()) == sorted(expected)
 
 
-def test_compare_shows_metric_and_per_class_changes(fresh_db: str, tmp_path: Path) -> None:
+def test_compare_shows_metric_and_per_class_changes(store_url: str, tmp_path: Path) -> None:
     records.record_run(tmp_path / "old", summary(0.8, {"neg": 0.7, "pos": 0.9}))
     records.record_run(tmp_path / "new", summary(0.85, {"neg": 0.8, "pos": 0.9, "mixed": 0.5}))
     result = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "compare", "old",
                              "new"], capture_output=True, text=True,
-                            env={**os.environ, "TUNELAB_DB_URL": fresh_db, "COLUMNS": "120"})
+                            env={**os.environ, "TUNELAB_DB_URL": store_url, "COLUMNS": "120"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any("accuracy" in line and "+0.0500" in line for line in lines)
@@ -110,5 +115,56 @@ def test_compare_shows_metric_and_per_class_changes(fresh_db: str, tmp_path: Pat
     assert any("mixed" in line and "new" in line for line in lines)
     missing = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "show", "nope"],
                              capture_output=True, text=True,
-                             env={**os.environ, "TUNELAB_DB_URL": fresh_db})
+                             env={**os.environ, "TUNELAB_DB_URL": store_url})
     assert missing.returncode == 2 and "no recorded run 'nope'" in missing.stderr
+
+
+def test_api_keys_live_hashed_in_the_store_and_revocation_reaches_a_running_cache(
+        store_url: str) -> None:
+    key = create_key("ci")
+    with pytest.raises(ConfigError, match="already exists"):
+        create_key("ci")
+    engine = create_engine(store_url)
+    with engine.connect() as connection:
+        stored = " ".join(str(v) for row in connection.execute(text("SELECT * FROM api_keys"))
+                          for v in row)
+    engine.dispose()
+    assert key.split("_")[-1] not in stored
+    cache = KeyCache(every=0.0)
+    assert cache.verify(key).name == "ci"
+    assert cache.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert cache.verify("nonsense") is None and cache.verify(None) is None
+    revoke = subprocess.run([sys.executable, "-m", "tunelab.cli", "keys", "revoke", "ci"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "TUNELAB_DB_URL": store_url})
+    assert revoke.returncode == 0, revoke.stderr
+    assert cache.verify(key) is None and list_keys() == []
+    assert create_key("ci") != key  # the name is free again once revoked
+
+
+def test_an_old_key_file_imports_and_its_keys_keep_working(store_url: str, tmp_path: Path
+                                                           ) -> None:
+    salt, secret = "00ff00ff00ff00ff", "s3cret-of-an-old-key"
+    legacy = tmp_path / "keys.json"
+    legacy.write_text(json.dumps([{"name": "old", "key_id": "abcd1234", "salt": salt,
+                                   "digest": hashlib.sha256(f"{salt}:{secret}".encode())
+                                   .hexdigest(), "created": 1.0}]))
+    assert import_key_file(legacy) == ["old"]
+    assert import_key_file(legacy) == []  # already there
+    assert KeyCache().verify(f"tl_abcd1234_{secret}").name == "old"
+    legacy.write_text("{not json")
+    with pytest.raises(DataError, match=r"keys\.json: not a tunelab key file"):
+        import_key_file(legacy)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("not a url", "is not a database URL"),
+    ("postgresql://nobody@127.0.0.1:1/none", "cannot open the store at postgresql"),
+])
+def test_a_bad_store_url_is_one_line_naming_the_variable(url: str, message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "list"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "TUNELAB_DB_URL": url})
+    assert result.returncode == 2
+    assert "TUNELAB_DB_URL" in result.stderr and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

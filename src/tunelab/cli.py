@@ -107,8 +107,6 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Processes (each loads the model)")] = 1,
     backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
                                          "torch), torch, onnx, onnx-fp32")] = "auto",
-    keys_file: Annotated[Path | None, typer.Option(help="API key store (default "
-                                                   ".tunelab/keys.json)")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
                                           "(local testing only)")] = False,
     max_batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -127,7 +125,8 @@ def serve(
 
     from tunelab.predictor import exported_model, model_dir_of
     from tunelab.serving.app import SETTINGS_ENV, ServeSettings, create_app, settings_to_env
-    from tunelab.serving.keys import KeyStore
+    from tunelab.serving.keys import LEGACY_KEYS_FILE, list_keys
+    from tunelab.store.db import describe_database
 
     if run is None:
         from tunelab.store.records import production
@@ -139,11 +138,13 @@ def serve(
         run = Path(current.path)
     # clear errors before any worker starts: not a run, or no export for --backend onnx
     exported_model(model_dir_of(run).parent, backend)
-    store = KeyStore(keys_file)
-    if not no_auth and not store.keys:
-        raise TunelabError(f"{store.path}: no API keys; create one with `tunelab keys create "
-                           "--name NAME`, or pass --no-auth for local testing")
-    settings = ServeSettings(run=run, backend=backend, keys_file=keys_file, auth=not no_auth,
+    if not no_auth and not list_keys():
+        legacy = (f"; import the old key file with `tunelab keys import {LEGACY_KEYS_FILE}`"
+                  if LEGACY_KEYS_FILE.is_file() else "")
+        raise TunelabError(f"no API keys in the store ({describe_database()}); create one "
+                           "with `tunelab keys create --name NAME`, or pass --no-auth for "
+                           f"local testing{legacy}")
+    settings = ServeSettings(run=run, backend=backend, auth=not no_auth,
                              max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                              max_texts=max_texts, max_chars=max_chars, rate_limit=rate_limit,
                              rate_burst=max(1, int(rate_limit * 2)), log_texts=log_texts,

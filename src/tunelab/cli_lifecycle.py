@@ -13,43 +13,49 @@ import typer
 from tunelab.console import err, out, quiet_libraries
 from tunelab.errors import TunelabError
 
-keys_app = typer.Typer(help="API keys for `tunelab serve`.", no_args_is_help=True)
-KeysFile = Annotated[Path | None, typer.Option("--file", help="Key store (default "
-                                               ".tunelab/keys.json)")]
+keys_app = typer.Typer(help="API keys for `tunelab serve`, kept hashed in the project store.",
+                       no_args_is_help=True)
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Option(help="Who or what uses the key")],
-                file: KeysFile = None) -> None:
+def keys_create(name: Annotated[str, typer.Option(help="Who or what uses the key")]) -> None:
     """Create a key. It is printed once; only a salted hash is stored."""
-    from tunelab.serving.keys import KeyStore
+    from tunelab.serving.keys import create_key
+    from tunelab.store.db import describe_database
 
-    store = KeyStore(file)
-    key = store.create(name)
-    err.print(f"key '{name}' stored (hashed) in {store.path}; copy it now, it is not shown "
-              "again:")
+    key = create_key(name)
+    err.print(f"key '{name}' stored (hashed) in {describe_database()}; copy it now, it is not "
+              "shown again:")
     sys.stdout.write(key + "\n")
 
 
 @keys_app.command("list")
-def keys_list(file: KeysFile = None) -> None:
-    """List key names and ids (never the keys)."""
-    import time
+def keys_list() -> None:
+    """List active key names and ids (never the keys)."""
+    from tunelab.serving.keys import list_keys
 
-    from tunelab.serving.keys import KeyStore
-
-    for key in KeyStore(file).keys.values():
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key.created))
-        out.print(f"{key.name}\tid {key.key_id}\tcreated {created}")
+    for key in list_keys():
+        out.print(f"{key.name}\tid {key.key_id}\tcreated {key.created:%Y-%m-%d %H:%M}")
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: Annotated[str, typer.Argument()], file: KeysFile = None) -> None:
-    """Delete a key; a running server refuses it within a second."""
-    from tunelab.serving.keys import KeyStore
+def keys_revoke(name: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a key; a running server refuses it within a second."""
+    from tunelab.serving.keys import revoke_key
 
-    KeyStore(file).revoke(name)
+    revoke_key(name)
     out.print(f"revoked '{name}'")
+
+
+@keys_app.command("import")
+def keys_import(file: Annotated[Path, typer.Argument(help="A keys.json written by an "
+                                                     "earlier tunelab")]) -> None:
+    """Move hashed keys from an old JSON key file into the store; the keys keep working."""
+    from tunelab.serving.keys import import_key_file
+
+    names = import_key_file(file)
+    out.print(f"imported {len(names)} key(s){': ' + ', '.join(names) if names else ''}; "
+              f"{file} can now be deleted")
 
 
 runs_app = typer.Typer(help="Runs recorded in the project store.", no_args_is_help=True)
@@ -220,7 +226,7 @@ def retrain(
     feedback: Annotated[bool, typer.Option(help="Use the feedback stored for this run")
                         ] = False,
     rehearsal: Annotated[float, typer.Option(min=0.0, help="Original examples rehearsed per "
-                                             "new training example")] = 1.0,
+                                             "new training example")] = 3.0,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of the new "
                                            "examples held back to score the result")] = 0.2,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Points the original test metric "

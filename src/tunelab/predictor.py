@@ -115,7 +115,10 @@ class Predictor:
         """Score the model on a labelled file read with the run's column mapping."""
         path = Path(data)
         config = self.run_config(overrides, path)
-        examples = self.read_labelled(path, config)
+        return self.score(self.read_labelled(path, config), batch_size)
+
+    def score(self, examples: Any, batch_size: int = 64) -> EvalResult:
+        """Score the model on examples already read."""
         logits = self.task.logits_for_examples(self.model, self.tokenizer, examples, batch_size)
         return self.task.evaluate(examples, logits)
 

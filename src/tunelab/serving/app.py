@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tunelab.errors import TunelabError
 from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher
-from tunelab.serving.keys import KeyStore, StoredKey
+from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
 from tunelab.serving.observability import ServiceMetrics, json_logger
 
@@ -38,7 +38,6 @@ OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/red
 class ServeSettings:
     run: Path
     backend: str = "auto"
-    keys_file: Path | None = None
     auth: bool = True
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
@@ -114,7 +113,7 @@ def error_response(status: int, code: str, message: str, request_id: str,
 def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     log = json_logger()
     metrics = ServiceMetrics()
-    keys = KeyStore(settings.keys_file)
+    keys = KeyCache() if settings.auth else None
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     state: dict[str, Any] = {"ready": False}
     window = RollingWindow(settings.monitor_window)
@@ -233,7 +232,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                               request.state.request_id)
 
     def caller(request: Request) -> StoredKey | None:
-        if not settings.auth:
+        if keys is None:
             return None
         header = request.headers.get("authorization", "")
         presented = header[7:].strip() if header.lower().startswith("bearer ") else \
@@ -361,5 +360,4 @@ def app_from_env() -> FastAPI:
 
     raw = json.loads(os.environ[SETTINGS_ENV])
     raw["run"] = Path(raw["run"])
-    raw["keys_file"] = Path(raw["keys_file"]) if raw.get("keys_file") else None
     return create_app(ServeSettings(**raw))

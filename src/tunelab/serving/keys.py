@@ -1,102 +1,126 @@
-"""API keys. A key is shown once, at creation; the store keeps only a salted SHA-256 of
-its secret. Keys are 256-bit random tokens, so a fast hash is safe here (slow hashes are
-for guessable passwords) and checking one costs microseconds per request."""
+"""API keys, kept in the project store. A key is shown once, at creation; the store keeps
+only a salted SHA-256 of its secret. Keys are 256-bit random tokens, so a fast hash is safe
+here (slow hashes are for guessable passwords) and checking one costs microseconds."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import os
+import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from tunelab.errors import ConfigError
-from tunelab.rundir import write_json
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
-DEFAULT_KEYS_FILE = Path(".tunelab") / "keys.json"
+from tunelab.errors import ConfigError, DataError
+from tunelab.store.db import session
+from tunelab.store.schema import ApiKey, now
+
 PREFIX = "tl"
+LEGACY_KEYS_FILE = Path(".tunelab") / "keys.json"
+log = logging.getLogger("tunelab.serve")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredKey:
     name: str
     key_id: str
     salt: str
     digest: str
-    created: float
+    created: datetime
 
 
 def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
 
 
-def keys_file(path: Path | None = None) -> Path:
-    return path or Path(os.environ.get("TUNELAB_KEYS_FILE", DEFAULT_KEYS_FILE))
+def _active(name: str | None = None) -> list[StoredKey]:
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None)).order_by(ApiKey.id)
+    if name is not None:
+        query = query.where(ApiKey.name == name)
+    with session() as s:
+        return [StoredKey(k.name, k.key_id, k.salt, k.digest, k.created_at)
+                for k in s.scalars(query)]
 
 
-class KeyStore:
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = keys_file(path)
-        self.keys: dict[str, StoredKey] = {}
-        self.loaded_mtime = 0.0
-        self.checked = 0.0
-        self._load()
+def create_key(name: str) -> str:
+    """A new key for `name`; the only time its secret exists outside the caller."""
+    if not name.strip():
+        raise ConfigError("--name: give the key a non-empty name")
+    if _active(name):
+        raise ConfigError(f"a key named '{name}' already exists; choose another name or "
+                          f"revoke it first (`tunelab keys revoke {name}`)")
+    key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(32), secrets.token_hex(8)
+    with session() as s:
+        s.add(ApiKey(key_id=key_id, name=name, salt=salt, digest=_digest(salt, secret)))
+    return f"{PREFIX}_{key_id}_{secret}"
 
-    def _load(self) -> None:
-        if self.path.is_file():
-            self.loaded_mtime = self.path.stat().st_mtime
-            try:
-                rows = json.loads(self.path.read_text(encoding="utf-8"))
-                self.keys = {row["key_id"]: StoredKey(**row) for row in rows}
-            except (ValueError, KeyError, TypeError) as error:
-                raise ConfigError(f"{self.path}: not a tunelab key file ({error}); restore it "
-                                  "or delete it and create new keys") from None
 
-    def _save(self) -> None:
-        write_json(self.path, [asdict(k) for k in self.keys.values()])
-        os.chmod(self.path, 0o600)
-
-    def create(self, name: str) -> str:
-        if not name.strip():
-            raise ConfigError("--name: give the key a non-empty name")
-        if any(k.name == name for k in self.keys.values()):
-            raise ConfigError(f"a key named '{name}' already exists in {self.path}; choose "
-                              "another name or revoke it first")
-        key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(32), secrets.token_hex(8)
-        self.keys[key_id] = StoredKey(name, key_id, salt, _digest(salt, secret), time.time())
-        self._save()
-        return f"{PREFIX}_{key_id}_{secret}"
-
-    def revoke(self, name: str) -> None:
-        found = [k for k, v in self.keys.items() if v.name == name]
+def revoke_key(name: str) -> int:
+    """Revoke every active key named `name`; returns how many."""
+    with session() as s:
+        found = list(s.scalars(select(ApiKey).where(ApiKey.name == name,
+                                                    ApiKey.revoked_at.is_(None))))
         if not found:
-            raise ConfigError(f"no key named '{name}' in {self.path}")
-        for key_id in found:
-            del self.keys[key_id]
-        self._save()
+            raise ConfigError(f"no active key named '{name}'; see `tunelab keys list`")
+        for key in found:
+            key.revoked_at = now()
+        return len(found)
 
-    def refresh(self, every: float = 1.0) -> None:
-        """Pick up keys created or revoked since loading; stats the file at most once per
-        `every` seconds."""
-        now = time.monotonic()
-        if now - self.checked < every:
+
+def list_keys() -> list[StoredKey]:
+    return _active()
+
+
+def import_key_file(path: Path) -> list[str]:
+    """Copy the hashed keys of a JSON key file (written by earlier tunelab versions) into
+    the store; keys already there are skipped. Returns the names imported."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        keys = [(str(r["name"]), str(r["key_id"]), str(r["salt"]), str(r["digest"]))
+                for r in rows]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a tunelab key file ({error})") from None
+    imported = []
+    with session() as s:
+        known = set(s.scalars(select(ApiKey.key_id)))
+        for name, key_id, salt, digest in keys:
+            if key_id not in known:
+                s.add(ApiKey(key_id=key_id, name=name, salt=salt, digest=digest))
+                imported.append(name)
+    return imported
+
+
+class KeyCache:
+    """The active keys as the service checks them: re-read from the store at most once per
+    `every` seconds, so a revocation takes effect within a second without a query per
+    request. If the store cannot be read, the keys last read stay in force."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.keys = {key.key_id: key for key in _active()}
+        self.checked = time.monotonic()
+
+    def refresh(self) -> None:
+        current = time.monotonic()
+        if current - self.checked < self.every:
             return
-        self.checked = now
-        mtime = self.path.stat().st_mtime if self.path.is_file() else 0.0
-        if mtime != self.loaded_mtime:
-            previous = self.keys
-            self.keys = {}
-            try:
-                self._load()
-            except ConfigError:  # a half-edited file: keep serving the keys we had
-                self.keys = previous
-            self.loaded_mtime = mtime
+        self.checked = current
+        try:
+            self.keys = {key.key_id: key for key in _active()}
+        except SQLAlchemyError as error:
+            log.warning("could not re-read API keys from the store (%s); keeping the %d "
+                        "read before", type(error).__name__, len(self.keys))
 
     def verify(self, presented: str | None) -> StoredKey | None:
-        """The key's record, or None for a missing, malformed or wrong key."""
+        """The key's record, or None for a missing, malformed, revoked or wrong key."""
         self.refresh()
         if not presented:
             return None

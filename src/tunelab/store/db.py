@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from tunelab.errors import ConfigError
 
 DEFAULT_DB = Path(".tunelab") / "tunelab.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x7475_6E65  # "tune": the advisory lock that serialises migrations
 
 
 def database_url() -> str:
@@ -21,6 +28,11 @@ def database_url() -> str:
         return url
     DEFAULT_DB.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DEFAULT_DB.resolve()}"
+
+
+def describe_database() -> str:
+    """The store's URL for messages, without its password."""
+    return make_url(database_url()).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -32,12 +44,46 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.close()
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN is not JSON, and PostgreSQL's json type refuses it
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(_json_safe(value), default=str)
+
+
 @cache
 def engine_for(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
+    """The engine for a store URL, its schema migrated. Bad URLs, missing drivers and
+    unreachable servers become one-line errors that name TUNELAB_DB_URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"TUNELAB_DB_URL: '{url}' is not a database URL; use "
+                          "sqlite:///PATH or postgresql://USER@HOST/DB") from None
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_json_serializer)
+    except ModuleNotFoundError as missing:
+        raise ConfigError(f"TUNELAB_DB_URL: the driver for {shown} is not installed "
+                          f"({missing.name}); for PostgreSQL, pip install 'tunelab[postgres]'"
+                          ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise ConfigError(f"TUNELAB_DB_URL: cannot open the store at {shown}: {reason}"
+                          ) from None
     return engine
 
 
@@ -49,6 +95,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with _migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # one migrating process at a time
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -1,0 +1,124 @@
+"""Grow a trained classifier's head to new labels, with the new rows fitted before
+fine-tuning starts (linear probing, then fine-tuning: Kumar et al., 2022).
+
+Fresh rows start near zero while the old rows are large, so a short continued fine-tune
+barely moves predictions towards the new labels and mostly disturbs the encoder. Here the
+new rows are first imprinted from the class means of the model's own head features (Qi et
+al., 2018), then fitted by class-balanced logistic regression against the fixed old rows,
+on the new examples plus a sample of old ones. The encoder and the old rows are unchanged,
+so the grown model predicts old labels as before wherever the new rows do not win.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tunelab.errors import ModelError
+from tunelab.rundir import MODEL_META, write_json
+
+PROBE_STEPS = 300
+PROBE_LR = 0.05
+PROBE_WEIGHT_DECAY = 1e-4
+
+
+def output_layer(model: nn.Module, n_labels: int) -> tuple[str, nn.Linear]:
+    """The head's last projection: the last Linear with one output row per label."""
+    found = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, nn.Linear) and module.out_features == n_labels]
+    if not found:
+        raise ModelError(f"no linear layer with {n_labels} outputs in the model's head; "
+                         "cannot add labels to this architecture")
+    return found[-1]
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attribute = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attribute, module)
+
+
+@contextmanager
+def head_inputs(model: nn.Module, n_labels: int) -> Iterator[None]:
+    """While active, the model's logits are the inputs of its output layer."""
+    name, layer = output_layer(model, n_labels)
+    set_module(model, name, nn.Identity())
+    try:
+        yield
+    finally:
+        set_module(model, name, layer)
+
+
+def fit_new_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor, new_rows: Sequence[int]) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """Weights and biases of `new_rows`, fitted with every other row held fixed.
+
+    Classes are weighted by inverse frequency, so the new rows' biases reflect equal priors
+    rather than the sampling ratio of new to old examples."""
+    old_rows = [row for row in range(weight.shape[0]) if row not in set(new_rows)]
+    scale = weight[old_rows].norm(dim=1).mean()
+    prototypes = torch.stack([features[targets == row].mean(0) for row in new_rows])
+    new_weight = (prototypes / prototypes.norm(dim=1, keepdim=True) * scale).requires_grad_()
+    new_bias = bias[old_rows].mean().repeat(len(new_rows)).requires_grad_()
+    counts = torch.bincount(targets, minlength=weight.shape[0]).float()
+    class_weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), 0.0)
+    index = torch.tensor(list(new_rows))
+    optimiser = torch.optim.AdamW([new_weight, new_bias], lr=PROBE_LR,
+                                  weight_decay=PROBE_WEIGHT_DECAY)
+    for _ in range(PROBE_STEPS):
+        full_weight = weight.index_copy(0, index, new_weight)
+        full_bias = bias.index_copy(0, index, new_bias)
+        loss = nn.functional.cross_entropy(features @ full_weight.T + full_bias, targets,
+                                           weight=class_weight)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return new_weight.detach(), new_bias.detach()
+
+
+def grow_head(model: nn.Module, old_labels: Sequence[str], labels: Sequence[str],
+              features: torch.Tensor, targets: Sequence[str]) -> nn.Module:
+    """A copy of `model` whose head scores `labels` (the old ones first, in order).
+
+    `features` are the head inputs of `model` for examples labelled `targets`; every new
+    label needs at least one example."""
+    if list(labels[:len(old_labels)]) != list(old_labels):
+        raise ModelError("the grown label list must start with the model's own labels")
+    index = {label: i for i, label in enumerate(labels)}
+    new_rows = list(range(len(old_labels), len(labels)))
+    missing = [labels[row] for row in new_rows if labels[row] not in set(targets)]
+    if missing:
+        raise ModelError(f"no examples of the new label(s) {', '.join(missing)}")
+    name, layer = output_layer(model, len(old_labels))
+    grown = copy.deepcopy(model)
+    weight = torch.cat([layer.weight.detach(), layer.weight.new_zeros(len(new_rows),
+                                                                       layer.in_features)])
+    bias = (torch.cat([layer.bias.detach(), layer.bias.new_zeros(len(new_rows))])
+            if layer.bias is not None else weight.new_zeros(len(labels)))
+    with torch.enable_grad():
+        new_weight, new_bias = fit_new_rows(
+            features.float(), torch.tensor([index[t] for t in targets]), weight, bias, new_rows)
+    projection = nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None)
+    with torch.no_grad():
+        projection.weight.copy_(weight.index_copy(0, torch.tensor(new_rows), new_weight))
+        if projection.bias is not None:
+            projection.bias.copy_(bias.index_copy(0, torch.tensor(new_rows), new_bias))
+    set_module(grown, name, projection)
+    grown.config.num_labels = len(labels)
+    grown.config.id2label = dict(enumerate(labels))
+    grown.config.label2id = index
+    return grown
+
+
+def save_grown(model: nn.Module, tokenizer: object, meta: dict[str, object],
+               labels: Sequence[str], directory: Path) -> Path:
+    """Write the grown model where training can start from it like any local model."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)  # type: ignore[attr-defined]
+    write_json(directory / MODEL_META, {**meta, "labels": list(labels)})
+    return directory
