@@ -60,7 +60,8 @@ def fit_new_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Te
 
     Classes are weighted by inverse frequency, so the new rows' biases reflect equal priors
     rather than the sampling ratio of new to old examples."""
-    old_rows = [row for row in range(weight.shape[0]) if row not in set(new_rows)]
+    fitted = set(new_rows)
+    old_rows = [row for row in range(weight.shape[0]) if row not in fitted]
     scale = weight[old_rows].norm(dim=1).mean()
     prototypes = torch.stack([features[targets == row].mean(0) for row in new_rows])
     new_weight = (prototypes / prototypes.norm(dim=1, keepdim=True) * scale).requires_grad_()
