@@ -53,17 +53,25 @@ class MicroBatcher:
             self.in_flight -= 1
 
     async def _gather(self) -> list[Job]:
+        """The next batch: whatever is queued, plus what arrives within the wait. The wait
+        is skipped when no other request is in flight, so a lone client is not delayed for
+        company that is not coming; under load, requests queue while the model is busy."""
         jobs = [await self.queue.get()]
         size = len(jobs[0].inputs)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch_size:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if not self.queue.empty():
+                job = self.queue.get_nowait()
+            elif self.in_flight <= len(jobs):
                 break
-            try:
-                job = await asyncio.wait_for(self.queue.get(), remaining)
-            except TimeoutError:
-                break
+            else:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), remaining)
+                except TimeoutError:
+                    break
             jobs.append(job)
             size += len(job.inputs)
         return jobs
