@@ -43,14 +43,16 @@ def write(path: Path, data: list[tuple[str, str]]) -> Path:
     return path
 
 
-def accuracy(run: Path, data: list[tuple[str, str]]) -> float:
+def accuracies(run: Path, splits: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
+    """The run's accuracy on each split, loading the model once."""
     from tunelab.predictor import Predictor
-    from tunelab.retrain import accuracy as examples_accuracy
+    from tunelab.retrain import accuracy
     from tunelab.tasks.text_classification import TextExamples
 
-    texts, labels = [t for t, _ in data], [label for _, label in data]
-    return examples_accuracy(Predictor(run, "torch"),
-                             TextExamples("bench", [], texts, None, labels))
+    model = Predictor(run, "torch")
+    return {name: accuracy(model, TextExamples(name, [], [t for t, _ in data], None,
+                                               [label for _, label in data]))
+            for name, data in splits.items()}
 
 
 def train_base(files: dict[str, Path], reuse: bool) -> Path:
@@ -88,19 +90,17 @@ def main() -> None:
     new_file = write(DATA / "new_intents.csv", new_train)
     base = train_base(files, args.reuse_base)
 
-    def score(run: Path) -> dict[str, float]:
-        return {split: accuracy(run, data) for split, data in tests.items()}
-
     defaults = RetrainOptions()
     clock = time.perf_counter()
     result = retrain(base, RetrainOptions(data=new_file, without_rehearsal=True,
                                           name="b77_retrain", promote=False))
     seconds = time.perf_counter() - clock
     report = json.loads((result.run_dir / "retrain.json").read_text())
-    scores = {"before": score(base),
-              "grown_head": score(result.run_dir.with_name("b77_retrain-data") / "grown-model"),
-              "with_rehearsal": score(result.run_dir),
-              "without_rehearsal": score(result.run_dir.with_name("b77_retrain-norehearsal"))}
+    runs = {"before": base,
+            "grown_head": result.run_dir.with_name("b77_retrain-data") / "grown-model",
+            "with_rehearsal": result.run_dir,
+            "without_rehearsal": result.run_dir.with_name("b77_retrain-norehearsal")}
+    scores = {key: accuracies(run, tests) for key, run in runs.items()}
     drop = {k: round((scores["before"]["old"] - row["old"]) * 100, 2)
             for k, row in scores.items()}
     sweep = []
@@ -109,7 +109,7 @@ def main() -> None:
         swept = retrain(base, RetrainOptions(data=new_file, rehearsal=ratio, promote=False,
                                              name=f"b77_sweep_{ratio:g}"))
         sweep.append({"ratio": ratio, "seconds": round(time.perf_counter() - clock),
-                      **score(swept.run_dir)})
+                      **accuracies(swept.run_dir, tests)})
         print(json.dumps(sweep[-1]), flush=True)
 
     if sweep and defaults.rehearsal not in {row["ratio"] for row in sweep}:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 POSITIVE = ["great", "excellent", "love", "wonderful", "superb", "happy", "fantastic", "good"]
 NEGATIVE = ["awful", "terrible", "hate", "horrible", "poor", "sad", "broken", "bad"]
 FILLER = ["the", "movie", "was", "really", "and", "plot", "acting", "very", "quite", "it"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session", autouse=True)

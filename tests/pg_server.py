@@ -8,7 +8,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from conftest import free_port
 from sqlalchemy import create_engine, make_url, text
 
 
@@ -30,12 +30,6 @@ def server_binaries() -> Path:
         raise ServerUnavailable("PostgreSQL server binaries not found (no pg_ctl); install "
                                 "them with `bash scripts/setup.sh --tests`")
     return Path(found).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run(command: list[str], as_user: list[str]) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, sentiment_rows, write_csv
+from conftest import ROOT, free_port, sentiment_rows, write_csv
 from fastapi.testclient import TestClient
 
 import tunelab
@@ -163,12 +162,6 @@ def test_metrics_count_requests_batches_and_labels(served_run: Path,
     assert "tunelab_request_seconds_bucket" in text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(run: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen(
@@ -209,16 +202,20 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
                               headers=auth(api_key), timeout=30)
         results[i] = (text, response.status_code, response.json())
 
+    threads: list[threading.Thread] = []
     try:
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
+        # A lone request is answered at once; the 800 ms wait holds a batch only while
+        # others are in flight. Send waves of 8 until one leaves several waiting.
         deadline = time.time() + 60
-        while time.time() < deadline and in_flight(url) + len(results) < 8:
-            time.sleep(0.05)
-        # all 8 are answered or wait in the batcher (the max wait of 800 ms applies once
-        # a second request is in flight; a first lone request may be answered at once)
-        assert in_flight(url) >= 2
+        while time.time() < deadline:
+            wave = [threading.Thread(target=call, args=(len(threads) + i,)) for i in range(8)]
+            threads += wave
+            for thread in wave:
+                thread.start()
+            while time.time() < deadline and in_flight(url) + len(results) < len(threads):
+                time.sleep(0.02)
+            if in_flight(url) >= 2:
+                break
         process.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(30)
@@ -226,14 +223,14 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
         assert process.wait(30) in (0, -signal.SIGTERM)
     finally:
         process.kill()
-    assert len(results) == 8
+    assert len(results) == len(threads)
     for text, status, body in results.values():
         assert status == 200, body
         assert body["predictions"][0]["label"] == expected[text]
     logs = [json.loads(line) for line in process.stderr.read().splitlines()
             if line.startswith("{")]
     requests = [row for row in logs if row["msg"] == "request"]
-    assert len(requests) >= 8 and all(row["request_id"] for row in requests)
+    assert len(requests) >= len(threads) and all(row["request_id"] for row in requests)
     assert not any("texts" in row for row in requests), "raw texts are not logged by default"
     assert logs[-1]["msg"] == "stopped"
 

@@ -130,10 +130,7 @@ def feedback_export(
     run: Annotated[Path | None, typer.Option(help="Only feedback on this run's model")] = None,
 ) -> None:
     """Write stored feedback as a labelled dataset (CSV with the run's column names)."""
-    import csv
-    import io
-
-    from tunelab.rundir import write_text
+    from tunelab.rundir import write_csv
     from tunelab.store.records import feedback_rows
 
     rows = feedback_rows(run)
@@ -145,14 +142,10 @@ def feedback_export(
         from tunelab.predictor import run_columns
 
         columns = run_columns(run)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([columns["text_column"], columns["label_column"], "predicted",
-                     "model_version", "created_at"])
-    for row in rows:
-        writer.writerow([row.text, row.correct_label, row.predicted or "", row.model_version,
-                         row.created_at.isoformat()])
-    write_text(output, buffer.getvalue())
+    write_csv(output, [columns["text_column"], columns["label_column"], "predicted",
+                       "model_version", "created_at"],
+              ([row.text, row.correct_label, row.predicted or "", row.model_version,
+                row.created_at.isoformat()] for row in rows))
     out.print(f"wrote {len(rows)} examples to {output}")
 
 

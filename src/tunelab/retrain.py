@@ -8,8 +8,6 @@ and optionally against a model retrained without rehearsal.
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 from tunelab.config import RunConfig, parse_config, read_yaml
 from tunelab.errors import ConfigError, DataError
 from tunelab.predictor import Predictor
-from tunelab.rundir import write_json, write_text
+from tunelab.rundir import write_csv, write_json, write_text
 from tunelab.tasks.text_classification import TextExamples
 from tunelab.training.inputs import read_examples
 
@@ -73,11 +71,8 @@ def split(n: int, fraction: float, rng: random.Random) -> tuple[list[int], list[
 
 
 def write_examples(path: Path, examples: TextExamples, config: RunConfig) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([config.data.text_column, config.data.label_column])
-    writer.writerows(zip(examples.texts, examples.labels, strict=True))
-    write_text(path, buffer.getvalue())
+    write_csv(path, [config.data.text_column, config.data.label_column],
+              zip(examples.texts, examples.labels, strict=True))
     return path
 
 
