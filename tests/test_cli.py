@@ -40,12 +40,31 @@ def bad_input_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
     malformed = tmp_path / "malformed.csv"
     malformed.write_text("text,label\ngood movie,positive\nbad, awful movie,negative\n")
     few = [*good, ("a rare one", "neutral")]
+    duplicate = tmp_path / "duplicate.csv"
+    duplicate.write_text("text,text,label\n" + "".join(f"{t},{t},{lab}\n" for t, lab in good))
+    objects = tmp_path / "objects.jsonl"
+    objects.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in good)
+                       + json.dumps({"text": {"nested": "x"}, "label": "positive"}) + "\n")
+    nul = tmp_path / "nul.jsonl"
+    nul.write_text(json.dumps({"text": "a\x00b", "label": "positive"}) + "\n")
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text("text;label\n" + "".join(f"{t};{lab}\n" for t, lab in good))
     return {
+        "one label": ({"train": str(write_csv(tmp_path / "one.csv",
+                                              [(t, "positive") for t, _ in good])),
+                       "dev": None, "test": None},
+                      "only one label in the training data ('positive')"),
+        "duplicate header": ({"train": str(duplicate)},
+                             "duplicate.csv:1: column 'text' appears twice"),
+        "object as text": ({"train": str(objects)},
+                           "objects.jsonl:41: column 'text': expected a text, found a JSON dict"),
+        "nul byte": ({"train": str(nul)}, "nul.jsonl:1: column 'text': contains a NUL byte"),
+        "semicolons": ({"train": str(semicolons)}, "looks semicolon-separated"),
         "missing file": ({"train": str(tmp_path / "nope.csv")}, "nope.csv: file not found"),
         "missing column": ({"text_column": "sentence"},
                            "no column 'sentence' (data.text_column)"),
         "empty text": ({"train": str(write_csv(tmp_path / "empty.csv", empty))},
-                       "empty.csv:7: empty text in column 'text'"),
+                       "empty.csv:7: column 'text': empty text"),
         "unseen dev label": (
             {"dev": str(write_csv(tmp_path / "dev3.csv", [*good[:4], ("meh", "neutral")]))},
             "dev3.csv:6: label 'neutral' does not occur in the training data"),
@@ -58,7 +77,8 @@ def bad_input_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
 
 @pytest.mark.parametrize("case", ["missing file", "missing column", "empty text",
                                   "unseen dev label", "class too small", "malformed csv",
-                                  "non utf-8"])
+                                  "non utf-8", "one label", "duplicate header",
+                                  "object as text", "nul byte", "semicolons"])
 def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str, Any],
                                                tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +97,11 @@ def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str,
     ("method.name=lorra", "unknown method 'lorra' (did you mean 'lora'?)"),
     ("data.max_length=2", "data.max_length: Input should be greater than or equal to 8"),
     ("training.early_stopping.metric=f1", "'f1' is not reported for text-classification"),
+    ("name=..", "name: '..' is not a valid run name"),
+    ("name=../../x", "is not a valid run name"),
+    ("name=", "name: Input should be a valid string"),
+    ("data.max_length=256", "data.max_length: 256 is more than the 128 positions"),
+    ("method={name: lora, target_modules: [nope]}", "method.target_modules: "),
 ])
 def test_bad_config_value_is_one_line_with_exit_code_2(
         override: str, expected: str, tiny_config: dict[str, Any], tmp_path: Path,
@@ -129,3 +154,13 @@ def test_train_predict_and_eval(tiny_config: dict[str, Any], tmp_path: Path,
 
     code, _, err = run_cli(["predict", str(tmp_path), "hello"], capsys, monkeypatch)
     assert code == 2 and "not a tunelab run" in err
+
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    for args, expected in (
+            (["--input", str(blank)], "blank.txt: no texts"),
+            (["hello", "--output", str(tmp_path)], "is a directory"),
+            (["caf\udce9"], "input 1: contains a lone surrogate")):
+        code, _, err = run_cli(["predict", run, *args], capsys, monkeypatch)
+        assert code == 2 and expected in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

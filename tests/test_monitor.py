@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import httpx
-from conftest import ROOT
+from conftest import ROOT, free_port
 from test_serving import api_key, auth, served_run, start_server  # noqa: F401
 
 from tunelab.monitoring.drift import compare, summarise
@@ -50,11 +50,11 @@ def test_monitor_flags_drift_exits_3_and_calls_the_webhook(
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     process, url = start_server(served_run)
 
-    def monitor() -> subprocess.CompletedProcess[str]:
+    def monitor(port: int = hook.server_port) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "tunelab.cli", "monitor", str(served_run), "--url", url,
              "--key", api_key, "--min-predictions", "20", "--webhook",
-             f"http://127.0.0.1:{hook.server_port}/alert"],
+             f"http://127.0.0.1:{port}/alert"],
             capture_output=True, text=True, cwd=ROOT)
 
     try:
@@ -75,6 +75,9 @@ def test_monitor_flags_drift_exits_3_and_calls_the_webhook(
         assert "PSI labels" in drifted.stdout
         assert received and received[0]["top_shifts"]
         assert '"msg": "drift"' in drifted.stderr
+        down = monitor(port=free_port())  # a webhook that is down: still exit 3, no traceback
+        assert down.returncode == 3 and "Traceback" not in down.stderr, down.stderr
+        assert "webhook" in down.stderr
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)

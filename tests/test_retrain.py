@@ -95,9 +95,8 @@ def test_retrain_with_rehearsal_learns_the_new_label_and_is_promoted(
     assert scores["with_rehearsal"]["new_holdout"] > scores["before"]["new_holdout"]
     assert set(scores) == {"before", "grown_head", "with_rehearsal", "without_rehearsal"}
     assert scores["grown_head"]["new_holdout"] > 0.5  # fitted rows already name the new label
-    assert result.promoted == (not result.reasons)
-    if result.promoted:
-        assert records.production().path == str(result.run_dir.resolve())
+    assert result.promoted, result.reasons
+    assert records.production().path == str(result.run_dir.resolve())
     assert "original test accuracy" in (result.run_dir / "retrain.md").read_text()
 
 

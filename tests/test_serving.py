@@ -216,6 +216,7 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
                 time.sleep(0.02)
             if in_flight(url) >= 2:
                 break
+        waiting_at_sigterm = in_flight(url)
         process.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(30)
@@ -223,6 +224,7 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
         assert process.wait(30) in (0, -signal.SIGTERM)
     finally:
         process.kill()
+    assert waiting_at_sigterm >= 2, "SIGTERM came with no requests in flight: nothing drained"
     assert len(results) == len(threads)
     for text, status, body in results.values():
         assert status == 200, body
@@ -318,14 +320,14 @@ def test_promotion_and_rollback_hot_swap_under_load_without_a_failed_request(
     from tunelab.store import records
 
     api_key = create_key("swap")
-    second = tunelab.train(parse_config({**tiny_config, "name": "second"})).run_dir
+    second = tunelab.train(parse_config({**tiny_config, "name": "second", "seed": 8})).run_dir
     for run in (served_run, second):
         records.record_run(run, json.loads((run / "metrics.json").read_text()))
     records.promote(str(served_run))
     statuses: list[int] = []
     versions: list[str] = []
     done = threading.Event()
-    with client(served_run, follow_production=True, poll_seconds=0.1) as http:
+    with client(served_run, follow_production=True, poll_seconds=0.1, rate_limit=0) as http:
 
         def load() -> None:
             while not done.is_set():

@@ -168,3 +168,61 @@ def test_a_bad_store_url_is_one_line_naming_the_variable(url: str, message: str)
     assert result.returncode == 2
     assert "TUNELAB_DB_URL" in result.stderr and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+RACER = """
+import sys
+sys.path.insert(0, {tests!r})
+from tunelab.errors import ConfigError
+from tunelab.serving.keys import create_key
+from tunelab.store.records import promote
+try:
+    if sys.argv[1] == "promote":
+        promote(sys.argv[2])
+    else:
+        create_key("same-name")
+    print("won")
+except ConfigError as error:
+    print("lost:", error)
+"""
+
+
+def test_concurrent_promotions_and_key_creations_leave_one_winner(
+        store_url: str, tmp_path: Path) -> None:
+    for i in range(8):
+        records.record_run(tmp_path / f"r{i}", summary(i / 10))
+    records.promote("r0")
+    script = RACER.format(tests=str(ROOT / "tests"))
+    env = {**os.environ, "TUNELAB_DB_URL": store_url}
+    for args in [["promote", f"r{i}"] for i in range(1, 8)], [["key"]] * 8:
+        racers = [subprocess.Popen([sys.executable, "-c", script, *a], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                  for a in args]
+        for racer in racers:
+            out, err = racer.communicate(timeout=300)
+            assert racer.returncode == 0 and out.startswith(("won", "lost:")), err
+    from tunelab.store.db import session
+    from tunelab.store.schema import ApiKey, ModelVersion
+
+    with session() as s:
+        stages = [v.stage for v in s.query(ModelVersion)]
+        active = [k for k in s.query(ApiKey) if k.revoked_at is None and k.name == "same-name"]
+    assert stages.count("production") == 1
+    assert len(active) == 1
+
+
+def test_promoting_the_production_model_again_archives_nothing(store_url: str,
+                                                                tmp_path: Path) -> None:
+    records.record_run(tmp_path / "solo", summary(0.9))
+    records.promote("solo")
+    promoted, previous = records.promote("solo")
+    assert promoted.name == "solo" and previous is None
+    assert {run.name: stage for run, stage in records.list_runs()} == {"solo": "production"}
+
+
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    path = tmp_path / "private" / "tunelab.db"
+    engine_for(f"sqlite:///{path}")
+    assert path.stat().st_mode & 0o777 == 0o600

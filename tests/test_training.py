@@ -162,7 +162,7 @@ def test_kill_minus_nine_then_resume(tiny_config: dict[str, Any], tmp_path: Path
     config_path = tmp_path / "resume.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "tunelab.cli", "train", str(config_path)]
-    checkpoints = Path(raw["output_dir"]) / "tiny" / "checkpoints"
+    checkpoints = Path(raw["output_dir"]) / ".tiny.partial" / "checkpoints"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=env, start_new_session=True)
@@ -174,7 +174,9 @@ def test_kill_minus_nine_then_resume(tiny_config: dict[str, Any], tmp_path: Path
     assert process.poll() is None, "training finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (Path(raw["output_dir"]) / "tiny" / "metrics.json").exists()
+    assert not (Path(raw["output_dir"]) / "tiny").exists()  # nothing half-built in place
+    saved = sorted(int(p.parent.name.rsplit("-", 1)[1])
+                   for p in checkpoints.glob("checkpoint-*/trainer_state.json"))
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env,
                              timeout=300)
@@ -183,3 +185,13 @@ def test_kill_minus_nine_then_resume(tiny_config: dict[str, Any], tmp_path: Path
     assert metrics["train"]["resumed_from"] is not None
     assert "checkpoint-" in metrics["train"]["resumed_from"]
     assert metrics["train"]["steps"] == 300
+    # a resume, not a restart: the resumed process logged no step at or before the newest
+    # checkpoint the killed one left (each process writes its own TensorBoard file)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted((Path(raw["output_dir"]) / "tiny" / "tensorboard").glob("events.*"),
+                   key=lambda p: p.stat().st_mtime)
+    newest = EventAccumulator(str(files[-1]))
+    newest.Reload()
+    steps = [event.step for tag in newest.Tags()["scalars"] for event in newest.Scalars(tag)]
+    assert steps and min(steps) > saved[-1], (saved, min(steps))

@@ -7,12 +7,13 @@ import os
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tunelab import cli_lifecycle
 from tunelab.console import err, out, quiet_libraries
+from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, TunelabError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
@@ -161,22 +162,41 @@ def serve(
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
 
 
-def _read_inputs(path: Path, column: str | None, run: Path) -> list[str]:
+def _read_inputs(path: Path, column: str | None, pair_column: str | None, run: Path
+                 ) -> list[Any]:
+    """Texts (or [first, second] pairs, for a pair model) from a prediction input file."""
     from tunelab.data.readers import read_table, read_text
-    from tunelab.predictor import run_text_column
+    from tunelab.predictor import run_columns
 
+    columns = run_columns(run)
+    pair_name = pair_column or columns.get("text_pair_column")
     if path.suffix.lower() not in TABLE_SUFFIXES:  # plain text: one input per line
-        return [line for line in read_text(path).splitlines() if line.strip()]
+        if pair_name:
+            raise DataError(f"{path}: this model takes text pairs; give a .csv, .tsv or "
+                            f".jsonl file with columns '{column or columns['text_column']}' "
+                            f"and '{pair_name}'")
+        texts = [line for line in read_text(path).splitlines() if line.strip()]
+        if not texts:
+            raise DataError(f"{path}: no texts (the file is empty or blank); put one text "
+                            "per line")
+        return texts
     table = read_table(path)
-    name = column or run_text_column(run)
-    if name not in table.columns:
-        raise DataError(f"{path}: no column '{name}'; the file has columns: "
-                        f"{', '.join(table.columns)}; pass --text-column")
-    texts = [str(row.get(name) or "") for row in table.rows]
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f"{table.where(i)}: empty text in column '{name}'; fill it in")
-    return texts
+    names = [column or columns["text_column"], *([pair_name] if pair_name else [])]
+    for name in names:
+        if name not in table.columns:
+            flag = "--pair-column" if name == pair_name else "--text-column"
+            raise DataError(f"{path}: no column '{name}'; the file has columns: "
+                            f"{', '.join(table.columns)}; pass {flag}")
+    rows = []
+    for i, row in enumerate(table.rows):
+        values = [row.get(name) for name in names]
+        for name, value in zip(names, values, strict=True):
+            problem = text_problem(value if not isinstance(value, int | float) else str(value))
+            if problem:
+                raise DataError(f"{table.where(i)}: column '{name}': {problem}; fix the row")
+        values = [str(v) for v in values]
+        rows.append(values if pair_name else values[0])
+    return rows
 
 
 @app.command()
@@ -187,6 +207,9 @@ def predict(
                                                 ".csv, .tsv or .jsonl")] = None,
     output: Annotated[Path | None, typer.Option(help="Write JSON lines here")] = None,
     text_column: Annotated[str | None, typer.Option(help="Column of --input with the text")] = None,
+    pair_column: Annotated[str | None, typer.Option(
+        help="Column of --input with the second text, for a model trained on text pairs "
+        "(default: the run's data.text_pair_column)")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
                                          "torch), torch, onnx, onnx-fp32")] = "auto",
@@ -196,12 +219,18 @@ def predict(
 
     if not texts and input_ is None:
         raise TunelabError("give texts to classify, or --input FILE")
-    inputs = list(texts or []) + (_read_inputs(input_, text_column, run) if input_ else [])
+    if output is not None and output.is_dir():
+        raise TunelabError(f"--output {output}: is a directory; give a file name, such as "
+                           f"{output / 'predictions.jsonl'}")
+    inputs: list[Any] = list(texts or [])
+    if input_ is not None:
+        inputs += _read_inputs(input_, text_column, pair_column, run)
     quiet_libraries()
     from tunelab.api import load
 
     predictions = load(run, backend).predict(inputs, batch_size=batch_size)
-    rows = [{"text": text, **pred} for text, pred in zip(inputs, predictions, strict=True)]
+    rows = [{("pair" if isinstance(item, list) else "text"): item, **pred}
+            for item, pred in zip(inputs, predictions, strict=True)]
     if output is not None:
         write_jsonl(output, rows)
         out.print(f"wrote {len(rows)} predictions to {output}")

@@ -207,7 +207,11 @@ def monitor(
                  "top_shifts": [row[0] for row in report.per_label[:5]]}
         json_logger("tunelab.monitor").warning("drift", extra={"fields": alert})
         if webhook:
-            httpx.post(webhook, json=alert, timeout=10)
+            try:
+                httpx.post(webhook, json=alert, timeout=10).raise_for_status()
+            except httpx.HTTPError as error:  # the drift verdict stands without the webhook
+                err.print(f"warning: webhook {webhook} failed ({error}); drift is still "
+                          "reported by the exit code", markup=False, highlight=False)
         raise typer.Exit(3)
     out.print("no drift")
 
@@ -228,7 +232,10 @@ def retrain(
                                                     "show the forgetting")] = False,
     epochs: Annotated[float, typer.Option(min=0.1)] = 3.0,
     lr: Annotated[float | None, typer.Option(help="Default: the run's")] = None,
-    name: Annotated[str | None, typer.Option(help="New run name")] = None,
+    name: Annotated[str | None, typer.Option(help="New run name (default: RUN-retrain)")
+                    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier retrain of that name "
+                                            "(never the production model)")] = False,
     promote: Annotated[bool, typer.Option(help="Promote when the gate passes")] = True,
 ) -> None:
     """Fine-tune a run on new examples plus rehearsal of its original data; promote it only
@@ -240,7 +247,7 @@ def retrain(
     result = run_retrain(run, RetrainOptions(
         data=data, feedback=feedback, rehearsal=rehearsal, holdout=holdout,
         tolerance=tolerance, without_rehearsal=without_rehearsal, epochs=epochs, lr=lr,
-        name=name, promote=promote))
+        name=name, overwrite=overwrite, promote=promote))
     out.print((result.run_dir / "retrain.md").read_text(encoding="utf-8"), markup=False,
               highlight=False)
     out.print(f"written to {result.run_dir}")

@@ -161,6 +161,13 @@ class RunConfig(Section):
     method: MethodConfig = Field(default_factory=MethodConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, value: str) -> str:
+        from tunelab.rundir import check_run_name
+
+        return check_run_name(value)
+
     @field_validator("method", mode="before")
     @classmethod
     def _method_shorthand(cls, value: Any) -> Any:

@@ -12,9 +12,11 @@ out = Console()
 
 def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from datasets.utils.logging import disable_progress_bar as quiet_datasets
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging
 
+    quiet_datasets()  # "Saving the dataset" bars of the token cache
     logging.set_verbosity_error()
     disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
     logging.disable_progress_bar()

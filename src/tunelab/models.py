@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunelab.errors import ModelError, did_you_mean
 
@@ -71,3 +72,35 @@ def resolve_model(name: str, allow_network: bool = False) -> ResolvedModel:
         f"directory; use one of {', '.join(PACKAGED_MODELS)}, a directory, or set "
         "model.allow_network=true to download it from the hub"
     )
+
+
+def load_tokenizer(resolved: ResolvedModel) -> Any:
+    """The model's tokenizer, or one line saying which files are missing."""
+    from transformers import AutoTokenizer
+
+    fix = ("the directory needs the tokenizer files (tokenizer.json, or vocab.txt with "
+           "tokenizer_config.json): save them with tokenizer.save_pretrained(DIR)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.source,
+                                                  **resolved.from_pretrained_kwargs)
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelError(f"model.name: cannot load a tokenizer from {resolved.source} "
+                         f"({str(error).splitlines()[0][:200]}); {fix}") from None
+    # transformers 5 builds an empty tokenizer when the files are missing: every word
+    # would become the unknown token, and training would "work" on nothing
+    if len(tokenizer) <= len(tokenizer.all_special_tokens) + 1:
+        raise ModelError(f"model.name: cannot load a tokenizer from {resolved.source} (it has "
+                         f"no vocabulary, only {len(tokenizer)} special tokens); {fix}")
+    return tokenizer
+
+
+def check_max_length(resolved: ResolvedModel, max_length: int) -> None:
+    """data.max_length must fit the model's position embeddings, or training fails midway."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and max_length > positions:
+        raise ModelError(f"data.max_length: {max_length} is more than the {positions} "
+                         f"positions {resolved.name} has; set data.max_length to at most "
+                         f"{positions}")

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from tunelab import registry
 from tunelab.config import RunConfig, apply_override, parse_config, read_yaml
+from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, ModelError
 from tunelab.rundir import MODEL_META, read_json
 from tunelab.tasks.base import EvalResult, Task
@@ -32,7 +33,10 @@ def run_columns(run: str | Path) -> dict[str, str]:
     path = model_dir_of(run).parent / "config.yaml"
     data = read_yaml(path).get("data", {}) if path.is_file() else {}
     defaults = {"text_column": "text", "label_column": "label"}
-    return {key: str(data.get(key, value)) for key, value in defaults.items()}
+    columns = {key: str(data.get(key, value)) for key, value in defaults.items()}
+    if data.get("text_pair_column") is not None:
+        columns["text_pair_column"] = str(data["text_pair_column"])
+    return columns
 
 
 def run_text_column(run: str | Path) -> str:
@@ -87,11 +91,40 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.task.labels
 
+    @property
+    def takes_pairs(self) -> bool:
+        """Whether the model was trained on text pairs (data.text_pair_column)."""
+        if "text_pair" in self.meta:
+            return bool(self.meta["text_pair"])
+        path = self.run_dir / "config.yaml"  # runs written before the flag was recorded
+        return bool(path.is_file() and read_yaml(path).get("data", {}).get("text_pair_column"))
+
+    def check_inputs(self, inputs: list[Any]) -> None:
+        """A clear error for an input the model cannot take: a single text for a pair model,
+        a pair for a single-text model, or an unusable text."""
+        pairs = self.takes_pairs
+        for i, item in enumerate(inputs, start=1):
+            is_pair = isinstance(item, (tuple, list))
+            if pairs and not (is_pair and len(item) == 2):
+                raise DataError(f"input {i}: this model was trained on text pairs; give "
+                                "[first, second] for each input (predict: a second column "
+                                "in --input)")
+            if not pairs and is_pair and not self.task.accepts_token_lists:
+                raise DataError(f"input {i}: this model takes single texts, not pairs")
+            for text in item if is_pair else [item]:
+                problem = text_problem(text)
+                if problem:
+                    raise DataError(f"input {i}: {problem}")
+
     def predict(self, inputs: str | list[Any], batch_size: int = 64) -> Any:
-        """One prediction for one input; a list for a list."""
-        single = isinstance(inputs, str)
-        out = self.task.predict(self.model, self.tokenizer, [inputs] if single else inputs,
-                                batch_size)
+        """One prediction for one input; a list for a list. A pair model takes
+        [first, second] pairs."""
+        single = isinstance(inputs, str) or (
+            self.takes_pairs and isinstance(inputs, tuple) and len(inputs) == 2
+            and all(isinstance(t, str) for t in inputs))
+        batch = [inputs] if single else list(inputs)
+        self.check_inputs(batch)
+        out = self.task.predict(self.model, self.tokenizer, batch, batch_size)
         return out[0] if single else out
 
     def run_config(self, overrides: list[str] | None = None, data: Path | None = None

@@ -34,6 +34,7 @@ class RetrainOptions:
     epochs: float = 3.0
     lr: float | None = None
     name: str | None = None
+    overwrite: bool = False  # replace an earlier retrain of the same name (never production)
     promote: bool = True
     seed: int = 42
 
@@ -59,6 +60,9 @@ def new_examples(source: Predictor, config: RunConfig, options: RetrainOptions) 
     if not rows:
         raise DataError(f"{source.run_dir}: no feedback stored for this model; send "
                         "corrections to POST /v1/feedback, or use --data FILE")
+    if source.takes_pairs:
+        raise ConfigError(f"{source.run_dir}: the model takes text pairs, and feedback holds "
+                          "single texts; retrain it with --data FILE (both text columns)")
     return TextExamples("feedback", [r.id for r in rows], [r.text for r in rows], None,
                         [r.correct_label for r in rows])
 
@@ -71,21 +75,34 @@ def split(n: int, fraction: float, rng: random.Random) -> tuple[list[int], list[
 
 
 def write_examples(path: Path, examples: TextExamples, config: RunConfig) -> Path:
-    write_csv(path, [config.data.text_column, config.data.label_column],
-              zip(examples.texts, examples.labels, strict=True))
+    data = config.data
+    if examples.pairs is None:
+        write_csv(path, [data.text_column, data.label_column],
+                  zip(examples.texts, examples.labels, strict=True))
+    else:
+        write_csv(path, [data.text_column, str(data.text_pair_column), data.label_column],
+                  zip(examples.texts, examples.pairs, examples.labels, strict=True))
     return path
 
 
 def concat(*parts: TextExamples) -> TextExamples:
+    pairs = None if any(p.pairs is None for p in parts) else \
+        [t for p in parts for t in p.pairs or []]
     return TextExamples("mixed", [i for p in parts for i in p.lines],
-                        [t for p in parts for t in p.texts], None,
+                        [t for p in parts for t in p.texts], pairs,
                         [lab for p in parts for lab in p.labels])
+
+
+def inputs_of(examples: TextExamples) -> list[Any]:
+    if examples.pairs is None:
+        return list(examples.texts)
+    return [[a, b] for a, b in zip(examples.texts, examples.pairs, strict=True)]
 
 
 def accuracy(predictor: Predictor, examples: TextExamples) -> float:
     if not len(examples):
         return float("nan")
-    predicted = predictor.predict(list(examples.texts))
+    predicted = predictor.predict(inputs_of(examples))
     return sum(p["label"] == gold for p, gold in zip(predicted, examples.labels, strict=True)
                ) / len(examples)
 
@@ -105,8 +122,22 @@ def grown_start(source: Predictor, labels: list[str], calibration: TextExamples,
     return save_grown(grown, source.tokenizer, source.meta, labels, directory)
 
 
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a target that exists (unless --overwrite), that is not a
+    tunelab run, or that is the production model."""
+    from tunelab.run_slot import refuse_replacing
+
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose "
+                          "another name with --name")
+    refuse_replacing(out, "retrain --overwrite")
+
+
 def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     import tunelab
+    from tunelab.rundir import check_run_name
 
     source = Predictor(run, "torch")
     if source.task.name != "text-classification" or source.task.multi_label:
@@ -132,8 +163,15 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     labels = list(source.labels) + sorted({lab for lab in fresh.labels} - set(source.labels))
 
     name = options.name or f"{source.run_dir.name}-retrain"
+    try:
+        check_run_name(name)
+    except ValueError as error:
+        raise ConfigError(f"--name: {error}") from None
     base = read_yaml(source.run_dir / "config.yaml")
     out = Path(config.output_dir) / name
+    check_target(out, options.overwrite)
+    if options.without_rehearsal:
+        check_target(out.with_name(f"{name}-norehearsal"), options.overwrite)
     data_dir = Path(config.output_dir) / f"{name}-data"
     start = source.model_dir
     if len(labels) > len(source.labels):
@@ -154,7 +192,7 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
         raw["training"] = {**base.get("training", {}), "epochs": options.epochs,
                            "lr": options.lr or base.get("training", {}).get("lr")}
         raw["evaluation"] = {**base.get("evaluation", {}), "baselines": False}
-        tunelab.train(parse_config(raw, f"retrain:{variant}"), overwrite=True)
+        tunelab.train(parse_config(raw, f"retrain:{variant}"), overwrite=options.overwrite)
         return Predictor(Path(config.output_dir) / variant, "torch")
 
     metric = source.task.default_metric

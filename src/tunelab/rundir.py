@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 MODEL_META = "tunelab.json"
+RUN_MARKER = ".tunelab-run"  # written first into every run directory tunelab creates
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
@@ -38,6 +40,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(path: Path) -> None:
+    """Remove temporary siblings of `path` (.NAME.tmp-PID, .NAME.old-PID) left by a process
+    that was killed: a killed export must not leave 87 MB behind for good."""
+    for sibling in path.parent.glob(f".{path.name}.*-*"):
+        kind, _, pid = sibling.name.rpartition("-")
+        if not kind.endswith((".tmp", ".old")) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -80,3 +105,66 @@ def package_versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one path component: it can never point outside output_dir, or at it."""
+    if not name or not name.strip():
+        raise ValueError("a run name cannot be empty")
+    if name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(f"'{name}' is not a valid run name: use one folder name, without "
+                         "'/', and not '.' or '..'")
+    if name.startswith("."):
+        raise ValueError(f"'{name}': a run name cannot start with '.' (tunelab keeps its "
+                         "work folders under such names)")
+    return name
+
+
+def is_run(path: Path) -> bool:
+    """Whether `path` is a run directory tunelab wrote (finished, or started by it)."""
+    return (path / RUN_MARKER).is_file() or (path / "model" / MODEL_META).is_file()
+
+
+def work_dir(run_dir: Path) -> Path:
+    """Where a run trains until it is complete; kept after a kill, for --resume."""
+    return run_dir.with_name(f".{run_dir.name}.partial")
+
+
+def swap_in(work: Path, run_dir: Path) -> None:
+    """Put a completed run in place, replacing the old one only now that the new one is
+    whole. A crash between the two renames leaves the old run under .NAME.old-PID."""
+    if run_dir.exists():
+        old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+        run_dir.rename(old)
+        work.rename(run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(run_dir)
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run name while it is written, so two trainings into one
+    directory cannot both report success."""
+    import fcntl
+
+    from tunelab.errors import ConfigError
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir.with_name(f".{run_dir.name}.lock")
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"{run_dir} is being written by {holder}; wait for it to "
+                              "finish, or choose another name with --set name=NEW") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, set_seed
+from transformers import AutoModel, set_seed
 
-from tunelab import registry
+from tunelab import registry, run_slot
 from tunelab.config import RunConfig
 from tunelab.data.token_cache import cached_encode
 from tunelab.errors import ConfigError, did_you_mean
@@ -26,12 +26,14 @@ from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.summary import run_report
 from tunelab.methods.base import trainable_summary
 from tunelab.model_card import model_card
-from tunelab.models import resolve_model
+from tunelab.models import check_max_length, load_tokenizer, resolve_model
 from tunelab.rundir import (
     MODEL_META,
     atomic_path,
+    exclusive,
     fingerprint,
     package_versions,
+    swap_in,
     write_json,
     write_jsonl,
     write_text,
@@ -39,7 +41,7 @@ from tunelab.rundir import (
 from tunelab.tasks.base import EvalResult, Task
 from tunelab.training.frozen_layers import FrozenLowerLayers
 from tunelab.training.inputs import Splits, load_splits
-from tunelab.training.trainer import build_trainer, last_checkpoint
+from tunelab.training.trainer import build_trainer
 
 
 @dataclass
@@ -58,24 +60,27 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if not run_dir.exists() or resume:
-        return
-    if not overwrite:
-        raise ConfigError(
-            f"{run_dir} already exists; pass --resume to continue it, --overwrite to replace "
-            "it, or choose another name with --set name=NEW"
-        )
-    shutil.rmtree(run_dir)
-
-
 def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
-    run_dir = config.run_dir
-    _check_run_dir(run_dir, resume, overwrite)
+    """Train into a work folder under an exclusive lock; put the run in place when whole."""
+    with exclusive(config.run_dir):
+        slot = run_slot.plan(config.run_dir, config.to_yaml(), resume, overwrite)
+        try:
+            result = _train(config, slot)
+        except BaseException:
+            run_slot.discard_unresumable(slot)
+            raise
+        swap_in(slot.work, slot.final)
+    _record(slot.final, result.metrics)
+    return RunResult(slot.final, result.metrics, result.report)
+
+
+def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
+    run_dir = slot.work
     set_threads(config.threads)
     task, splits = load_splits(config)
     resolved = resolve_model(config.model.name, config.model.allow_network)
-    tokenizer = AutoTokenizer.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs)
+    tokenizer = load_tokenizer(resolved)
+    check_max_length(resolved, config.data.max_length)
     method = registry.methods.get(config.method.name)(config.method.options)
     lr = config.training.lr or method.default_lr
 
@@ -86,6 +91,9 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
             f"{did_you_mean(metric, task.trainer_metrics)}; use one of: "
             f"{', '.join(task.trainer_metrics)}")
 
+    set_seed(config.seed)
+    model = task.build_model(resolved, config.model.dropout)
+    method.check(model, task)  # bad method options fail here, before any data is encoded
     truncated_at = _truncate_at_percentile(config, task, tokenizer, splits)
     started = time.perf_counter()
     train_set, train_cached = cached_encode(task, splits.train, tokenizer,
@@ -93,8 +101,6 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     dev_set, _ = cached_encode(task, splits.dev, tokenizer, config.data.cache_tokenized)
     tokenize_seconds = time.perf_counter() - started
 
-    set_seed(config.seed)
-    model = task.build_model(resolved, config.model.dropout)
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
     collator = None
@@ -103,11 +109,10 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
         train_set = frozen.attach(train_set, config.training.eval_batch_size, "caching train")
         dev_set = frozen.attach(dev_set, config.training.eval_batch_size, "caching dev")
         collator = frozen.collator(task.collator(tokenizer))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", config.to_yaml())
-    checkpoint = last_checkpoint(run_dir) if resume else None
+    checkpoint = slot.checkpoint
     with frozen.top_layers_only() if caching else contextlib.nullcontext():
         model = method.prepare(model, task)
+        run_slot.open_work(slot, config.to_yaml())  # only now: bad input has been refused
         trainer = build_trainer(config, task, model, tokenizer, train_set, dev_set, run_dir, lr,
                                 metric, collator)
         prepare_seconds = time.perf_counter() - started
@@ -147,8 +152,7 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) 
     }
     _write_run(config, run_dir, method, model, tokenizer, task, summary, rows, test,
                trainer.state.log_history)
-    _record(run_dir, summary)
-    return RunResult(run_dir, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
+    return RunResult(slot.final, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
 
 
 def _truncate_at_percentile(config: RunConfig, task: Task, tokenizer: Any, splits: Splits
@@ -201,6 +205,7 @@ def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokeni
         tokenizer.save_pretrained(tmp)
         write_json(tmp / MODEL_META, {
             **task.meta(), "method": config.method.name, "base_model": config.model.name,
+            "text_pair": config.data.text_pair_column is not None,
             "allow_network": config.model.allow_network, "tunelab_version":
             summary["versions"].get("tunelab"),
         })

@@ -17,20 +17,21 @@ from sklearn.metrics import (
 
 
 def summary_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """The few numbers logged at each evaluation during training."""
+    """The few numbers logged at each evaluation during training: the same definitions as
+    the test report's (all_metrics), so dev and test macro-F1 mean one thing."""
     out = {"accuracy": float(accuracy_score(gold, predicted))}
     for average in ("macro", "micro", "weighted"):
         out[f"f1_{average}"] = float(f1_score(gold, predicted, average=average, zero_division=0))
     return out
 
 
-def all_metrics(gold: np.ndarray, predicted: np.ndarray, multi_label: bool, n_labels: int
-                ) -> dict[str, float]:
-    labels = None if multi_label else list(range(n_labels))
+def all_metrics(gold: np.ndarray, predicted: np.ndarray, multi_label: bool) -> dict[str, float]:
+    """Averages over the labels that occur in the gold labels or the predictions (scikit-
+    learn's default), on dev and test alike: a label absent from both counts neither way."""
     out = {"accuracy": float(accuracy_score(gold, predicted)), "n": len(gold)}
     for average in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(gold, predicted, labels=labels,
-                                                     average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(gold, predicted, average=average,
+                                                     zero_division=0)
         out.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
                     f"f1_{average}": float(f)})
     if multi_label:

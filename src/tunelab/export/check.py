@@ -3,10 +3,14 @@ metric, batch throughput and single-text latency."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunelab.tasks.base import Task
@@ -46,10 +50,23 @@ def compare_backends(task: Task, tokenizer: Any, examples: Any, backends: dict[s
     return comparison
 
 
-def cold_start_seconds(load: Callable[[], Any], probe: Any) -> float:
-    """Seconds from nothing loaded to the first prediction: `load` returns a Predictor."""
+COLD_START = """
+import json, sys
+from pathlib import Path
+from tunelab.predictor import Predictor
+onnx = Path(sys.argv[2]) if sys.argv[2] else None
+Predictor(sys.argv[1], "torch", onnx_file=onnx).predict([json.loads(sys.argv[3])])
+"""
+
+
+def cold_start_seconds(run_dir: Path, onnx_file: Path | None, probe: Any) -> float:
+    """Seconds from starting a fresh Python process to its first prediction (interpreter,
+    imports, model load, one prediction), as a new server or a scaled-out replica pays."""
+    command = [sys.executable, "-c", COLD_START, str(run_dir), str(onnx_file or ""),
+               json.dumps(probe)]
     started = time.perf_counter()
-    load().predict([probe])
+    subprocess.run(command, check=True, capture_output=True,
+                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     return round(time.perf_counter() - started, 3)
 
 

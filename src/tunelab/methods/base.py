@@ -25,6 +25,10 @@ class Method:
     def __init__(self, options: BaseModel | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
+    def check(self, model: PreTrainedModel, task: Task) -> None:
+        """Raise ConfigError for options that cannot apply to this model; cheap, changes
+        nothing. Runs before data is encoded and before anything is written."""
+
     def prepare(self, model: PreTrainedModel, task: Task) -> Any:
         """Return the model to train (frozen, wrapped, or as it is)."""
         return model

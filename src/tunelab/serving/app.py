@@ -10,28 +10,26 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tunelab.data.text_checks import text_problem
 from tunelab.errors import TunelabError
 from tunelab.monitoring.drift import RollingWindow
-from tunelab.serving.batcher import MicroBatcher
+from tunelab.serving.batcher import MicroBatcher, QueueFull
+from tunelab.serving.guard import RequestGuard
 from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
 from tunelab.serving.observability import ServiceMetrics, json_logger
-
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"}
 
 
 @dataclass
@@ -44,8 +42,10 @@ class ServeSettings:
     max_texts: int = 64
     max_chars: int = 2000
     max_body_bytes: int = 1_000_000
-    rate_limit: float = 100.0  # requests per second per key; 0 turns the limit off
+    rate_limit: float = 100.0  # requests per second per key and worker; 0 turns it off
     rate_burst: int = 200
+    # texts waiting for the model; past it a request gets 503 with Retry-After at once
+    max_queue: int = 256
     log_texts: bool = False
     threads: int | None = None
     follow_production: bool = False  # serve the store's production version, hot-swapped
@@ -54,8 +54,35 @@ class ServeSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _usable_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="A non-empty text"),
+                 AfterValidator(_usable_text)]
+
+
 class PredictRequest(BaseModel):
-    texts: list[str] = Field(min_length=1, description="Texts to classify or tag")
+    """Give `texts` to a single-text model, or `pairs` to a model trained on text pairs."""
+
+    texts: list[Text] | None = Field(default=None, min_length=1,
+                                     description="Texts to classify or tag")
+    pairs: list[tuple[Text, Text]] | None = Field(
+        default=None, min_length=1, description="Text pairs [first, second], for a model "
+        "trained with data.text_pair_column")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PredictRequest:
+        if (self.texts is None) == (self.pairs is None):
+            raise ValueError("give exactly one of texts or pairs")
+        return self
+
+    @property
+    def inputs(self) -> list[Any]:
+        return list(self.texts) if self.texts is not None else [list(p) for p in self.pairs]
 
 
 class PredictResponse(BaseModel):
@@ -65,9 +92,11 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000)
-    correct_label: str = Field(min_length=1, max_length=200)
-    predicted: str | None = Field(default=None, max_length=200)
+    text: Annotated[Text, Field(max_length=100_000)]
+    correct_label: str = Field(min_length=1, max_length=200,
+                               description="One of the model's labels (GET /v1/model)")
+    predicted: str | None = Field(default=None, max_length=200,
+                                  description="One of the model's labels, if given")
     request_id: str | None = Field(default=None, max_length=100)
 
 
@@ -82,14 +111,17 @@ class ErrorBody(BaseModel):
 
 
 def model_version(predictor: Any) -> str:
-    """A short content hash of the served model file(s), stable across restarts."""
+    """The first 12 hex digits of a SHA-256 over the served model's files (names and
+    contents), so the same weights give the same version on any machine."""
     digest = hashlib.sha256()
     target = (predictor.model.path if hasattr(predictor.model, "path")
               else predictor.model_dir)
     files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
     for path in files:
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+        digest.update(f"{path.relative_to(target.parent)}\0".encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:12]
 
 
@@ -165,7 +197,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             log.exception("store unavailable: feedback will fail until it is reachable")
         state["batcher"] = batcher = MicroBatcher(
             predict_batch, settings.max_batch_size, settings.max_wait_ms,
-            metrics.batch_size.observe)
+            metrics.batch_size.observe, max_queue=settings.max_queue)
         batcher.start()
         show(slot)
         follower = None
@@ -188,66 +220,45 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     app.state.tunelab = state
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def envelope(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                       ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > settings.max_body_bytes:
-            response: Response = error_response(
-                413, "body_too_large", f"request body over {settings.max_body_bytes} bytes",
-                request_id)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:
-                log.exception("unhandled", extra={"fields": {"request_id": request_id}})
-                response = error_response(500, "internal", "internal error", request_id)
-        elapsed = time.perf_counter() - started
-        path = request.scope.get("route").path if request.scope.get("route") else "unmatched"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(elapsed)
-        response.headers["x-request-id"] = request_id
-        fields = {"request_id": request_id, "method": request.method, "path": request.url.path,
-                  "status": response.status_code, "ms": round(elapsed * 1000, 2),
-                  **getattr(request.state, "log_fields", {})}
-        log.info("request", extra={"fields": fields})
-        return response
+    app.add_middleware(
+        RequestGuard, keys=keys, limiter=limiter, max_body_bytes=settings.max_body_bytes,
+        metrics=metrics, log=log, known_paths=lambda: {r.path for r in app.routes})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        status = error.status_code
+        if status == 400:  # FastAPI's "error parsing the body" (say, JSON nested too deep)
+            status, error.detail = 422, f"body: not valid JSON ({error.detail})"
         code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                 413: "too_large", 422: "invalid", 429: "rate_limited",
-                503: "not_ready"}.get(error.status_code, "error")
-        return error_response(error.status_code, code, str(error.detail),
+                503: "unavailable"}.get(status, "error")
+        return error_response(status, code, str(error.detail),
                               request.state.request_id, getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return error_response(422, "invalid", f"{where}: {first.get('msg', 'invalid request')}",
-                              request.state.request_id)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        if loc in (["texts"], ["pairs"]) and first.get("type") == "too_long":
+            return error_response(413, "too_large", f"{where}: at most {settings.max_texts} "
+                                  "per request; split the request", request.state.request_id)
+        if first.get("type") in ("string_pattern_mismatch", "string_too_short"):
+            message = "empty text; send non-empty texts"
+        elif first.get("type") == "string_too_long" and len(loc) == 2:
+            message = (f"{message.replace('String should', 'the text should')}; shorten or "
+                       "split the text")
+        return error_response(422, "invalid", f"{where}: {message}", request.state.request_id)
 
     def caller(request: Request) -> StoredKey | None:
+        """The key the guard checked (before the body was read)."""
         if keys is None:
             return None
-        header = request.headers.get("authorization", "")
-        presented = header[7:].strip() if header.lower().startswith("bearer ") else \
-            request.headers.get("x-api-key")
-        key = keys.verify(presented)
-        if key is None:
-            raise HTTPException(401, "missing or invalid API key; send Authorization: Bearer "
-                                "KEY (create one with `tunelab keys create --name NAME`)",
+        key = getattr(request.state, "key", None)
+        if key is None:  # the guard lets only open paths through without a key
+            raise HTTPException(401, "missing or invalid API key",
                                 headers={"WWW-Authenticate": "Bearer"})
-        wait = limiter.check(key.key_id)
-        if wait:
-            raise HTTPException(429, f"rate limit of {settings.rate_limit:g} requests/s for "
-                                f"key '{key.name}' exceeded; retry after {wait:.2f} s",
-                                headers={"Retry-After": str(max(1, round(wait)))})
-        request.state.log_fields = {"key": key.name}
         return key
 
     def ready_slot() -> ModelSlot:
@@ -260,23 +271,35 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
     async def predict(body: PredictRequest, request: Request,
                       key: StoredKey | None = Depends(caller)) -> PredictResponse:
-        ready_slot()
-        if len(body.texts) > settings.max_texts:
-            raise HTTPException(413, f"texts: {len(body.texts)} texts, at most "
-                                f"{settings.max_texts} per request; split the request")
-        for i, text in enumerate(body.texts):
-            if not text.strip():
-                raise HTTPException(422, f"texts.{i}: empty text; send non-empty texts")
-            if len(text) > settings.max_chars:
-                raise HTTPException(422, f"texts.{i}: {len(text)} characters, at most "
-                                    f"{settings.max_chars}; shorten or split the text")
-        fields = {"n_texts": len(body.texts)}
+        slot = ready_slot()
+        inputs = body.inputs
+        if len(inputs) > settings.max_texts:
+            raise HTTPException(413, f"{'texts' if body.texts else 'pairs'}: {len(inputs)} "
+                                f"inputs, at most {settings.max_texts} per request; split the "
+                                "request")
+        pair_model = slot.predictor.takes_pairs
+        if pair_model != (body.pairs is not None):
+            raise HTTPException(422, "pairs: this model was trained on text pairs; send "
+                                '{"pairs": [[first, second], ...]}' if pair_model else
+                                "texts: this model takes single texts; send "
+                                '{"texts": [...]}, not pairs')
+        for i, item in enumerate(inputs):
+            for j, text in enumerate([item] if isinstance(item, str) else item):
+                if len(text) > settings.max_chars:
+                    where = f"texts.{i}" if isinstance(item, str) else f"pairs.{i}.{j}"
+                    raise HTTPException(422, f"{where}: {len(text)} characters, at most "
+                                        f"{settings.max_chars}; shorten or split the text")
+        fields: dict[str, Any] = {"n_texts": len(inputs)}
         if settings.log_texts:
-            fields["texts"] = body.texts
+            fields["texts"] = inputs
         request.state.log_fields = {**getattr(request.state, "log_fields", {}), **fields}
         try:
             with metrics.in_flight.track_inprogress():
-                answered = await state["batcher"].submit(body.texts)
+                answered = await state["batcher"].submit(inputs)
+        except QueueFull as full:
+            raise HTTPException(503, f"the server is at capacity ({full.waiting} texts "
+                                "waiting); retry shortly",
+                                headers={"Retry-After": "1"}) from None
         except TunelabError as error:
             raise HTTPException(422, str(error)) from None
         version, predictions = answered[0][0], [p for _, p in answered]
@@ -318,7 +341,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         return {"run": p.run_dir.name, "version": slot.version, "backend": p.backend,
                 "task": p.task.name, "labels": p.labels, "multi_label": p.task.multi_label,
                 "base_model": p.meta.get("base_model"), "method": p.meta.get("method"),
-                "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars},
+                "takes_pairs": p.takes_pairs,
+                "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
+                           "rate_limit_per_worker": settings.rate_limit},
                 "model_card": card.read_text(encoding="utf-8") if card.is_file() else None}
 
     @app.get("/v1/monitor", responses=errors)
@@ -337,7 +362,8 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         slot = ready_slot()
         return {"status": "ready", "version": slot.version}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class QueueFull(Exception):
+    """More texts are waiting than the queue holds: the caller should answer 503 now
+    rather than let every request's latency grow without bound."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} texts waiting")
+        self.waiting = waiting
+
+
 @dataclass
 class Job:
     inputs: Sequence[Any]
@@ -21,8 +30,8 @@ class Job:
 
 class MicroBatcher:
     def __init__(self, predict: Callable[[list[Any]], list[Any]], max_batch_size: int = 32,
-                 max_wait_ms: float = 5.0, on_batch: Callable[[int], None] | None = None
-                 ) -> None:
+                 max_wait_ms: float = 5.0, on_batch: Callable[[int], None] | None = None,
+                 max_queue: int | None = None) -> None:
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -31,6 +40,8 @@ class MicroBatcher:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-model")
         self.task: asyncio.Task[None] | None = None
         self.in_flight = 0
+        self.max_queue = max_queue
+        self.waiting = 0  # texts submitted and not yet answered
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -44,13 +55,18 @@ class MicroBatcher:
         self.worker.shutdown(wait=True)
 
     async def submit(self, inputs: Sequence[Any]) -> list[Any]:
+        if self.max_queue is not None and self.waiting + len(inputs) > self.max_queue \
+                and self.waiting:
+            raise QueueFull(self.waiting)
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self.in_flight += 1
+        self.waiting += len(inputs)
         try:
             await self.queue.put(Job(inputs, future))
             return await future
         finally:
             self.in_flight -= 1
+            self.waiting -= len(inputs)
 
     async def _gather(self) -> list[Job]:
         """The next batch: whatever is queued, plus what arrives within the wait. The wait
@@ -86,13 +102,31 @@ class MicroBatcher:
             try:
                 # the predictor sorts by length inside the batch, so padding stays small
                 outputs = await loop.run_in_executor(self.worker, self.predict, inputs)
-            except Exception as error:  # one bad batch fails its requests, not the service
+            except Exception as error:
+                if len(jobs) == 1:
+                    self._answer(jobs[0], error=error)
+                    continue
+                # one request's bad input must not fail the others that shared its batch
                 for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(error)
+                    try:
+                        own = await loop.run_in_executor(self.worker, self.predict,
+                                                         list(job.inputs))
+                    except Exception as own_error:
+                        self._answer(job, error=own_error)
+                    else:
+                        self._answer(job, own)
                 continue
             start = 0
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_result(outputs[start:start + len(job.inputs)])
+                self._answer(job, outputs[start:start + len(job.inputs)])
                 start += len(job.inputs)
+
+    @staticmethod
+    def _answer(job: Job, outputs: list[Any] | None = None,
+                error: BaseException | None = None) -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(outputs or [])

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from tunelab.errors import ConfigError, DataError
 from tunelab.store.db import session
@@ -56,8 +56,12 @@ def create_key(name: str) -> str:
         raise ConfigError(f"a key named '{name}' already exists; choose another name or "
                           f"revoke it first (`tunelab keys revoke {name}`)")
     key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(32), secrets.token_hex(8)
-    with session() as s:
-        s.add(ApiKey(key_id=key_id, name=name, salt=salt, digest=_digest(salt, secret)))
+    try:
+        with session() as s:
+            s.add(ApiKey(key_id=key_id, name=name, salt=salt, digest=_digest(salt, secret)))
+    except IntegrityError:  # a concurrent create of the same name won the unique index
+        raise ConfigError(f"a key named '{name}' already exists; choose another name or "
+                          f"revoke it first (`tunelab keys revoke {name}`)") from None
     return f"{PREFIX}_{key_id}_{secret}"
 
 

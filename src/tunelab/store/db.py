@@ -78,6 +78,7 @@ def engine_for(url: str) -> Engine:
                           ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        _create_private(parsed.database)
     try:
         migrate(engine)
     except OperationalError as error:
@@ -85,6 +86,14 @@ def engine_for(url: str) -> Engine:
         raise ConfigError(f"TUNELAB_DB_URL: cannot open the store at {shown}: {reason}"
                           ) from None
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite file readable by its owner only: it holds feedback texts."""
+    if not database or database == ":memory:" or Path(database).exists():
+        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def migrate(engine: Engine) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from tunelab.errors import ConfigError
@@ -75,16 +76,27 @@ def production() -> Run | None:
 
 def promote(ref: str) -> tuple[Run, Run | None]:
     """Make a run's model the production version; the previous one is archived.
-    Returns (promoted, previous)."""
-    with session() as s:
-        run = _find(s, ref)
-        previous = None
-        for version in s.scalars(select(ModelVersion).where(ModelVersion.stage == "production")):
-            previous = s.get(Run, version.run_id)
-            version.stage = "archived"
-        version = run.versions[-1]
-        version.stage, version.promoted_at = "production", now()
-        return run, previous
+    Returns (promoted, previous); previous is None when the run already was production.
+    A unique index allows one production version, so of two concurrent promotions one
+    wins and the other fails with a clear error instead of leaving two."""
+    try:
+        with session() as s:
+            run = _find(s, ref)
+            version = run.versions[-1]
+            if version.stage == "production":
+                return run, None
+            previous = None
+            for current in s.scalars(select(ModelVersion)
+                                     .where(ModelVersion.stage == "production")
+                                     .with_for_update()):
+                previous = s.get(Run, current.run_id)
+                current.stage = "archived"
+            s.flush()  # archive first: the index allows one production row at a time
+            version.stage, version.promoted_at = "production", now()
+            return run, previous
+    except IntegrityError:
+        raise ConfigError("another promotion happened at the same time; check "
+                          "`tunelab runs list` and promote again if needed") from None
 
 
 def rollback() -> tuple[Run, Run]:
@@ -101,6 +113,7 @@ def rollback() -> tuple[Run, Run]:
         if earlier is None:
             raise ConfigError("no earlier production model to roll back to")
         current.stage = "archived"
+        s.flush()  # the index allows one production row at a time
         earlier.stage, earlier.promoted_at = "production", now()
         return s.get(Run, earlier.run_id), s.get(Run, current.run_id)
 

@@ -56,12 +56,26 @@ def encode_windows(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Seque
                         return_offsets_mapping=True)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     windows = Windows([], [], [], [])
+    # A word's first subword is where its earliest offset is: usually 0, but 1 or more when
+    # the normaliser drops the word's first character. A window that begins in the middle
+    # of a word holds only later subwords of it, which are not starts.
+    first_offset: dict[tuple[int, int], int] = {}
+    for w, sentence in enumerate(encoded["overflow_to_sample_mapping"]):
+        for word, (start, _) in zip(encoded.word_ids(w), encoded["offset_mapping"][w],
+                                    strict=True):
+            if word is not None:
+                key = (sentence, word)
+                first_offset[key] = min(first_offset.get(key, start), start)
     for w, sentence in enumerate(encoded["overflow_to_sample_mapping"]):
         word_ids = encoded.word_ids(w)
-        # Offsets are relative to each word, so a word's first subword starts at 0, also when
-        # a window begins in the middle of the word.
-        starts = [word is not None and start == 0
-                  for word, (start, _) in zip(word_ids, encoded["offset_mapping"][w], strict=True)]
+        seen: set[int] = set()
+        starts = []
+        for word, (start, _) in zip(word_ids, encoded["offset_mapping"][w], strict=True):
+            first = (word is not None and word not in seen
+                     and start == first_offset[(sentence, word)])
+            if word is not None:
+                seen.add(word)
+            starts.append(first)
         feature = {k: encoded[k][w] for k in keys}
         if labels is not None:
             feature["labels"] = [labels[sentence][word] if first else IGNORE

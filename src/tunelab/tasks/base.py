@@ -83,6 +83,8 @@ class Task(ABC):
     trainer_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "f1_micro",
                                                   "f1_weighted")
     report_kind: ClassVar[str] = "Per-class report"
+    # whether predict() takes a pre-tokenised input (a list of words) as well as a text
+    accepts_token_lists: ClassVar[bool] = False
     intended_use: ClassVar[str] = (
         "Classifying short texts like those in the training data into the labels above. Check "
         "the per-class report before relying on a label with few training examples.")

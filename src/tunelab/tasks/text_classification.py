@@ -21,6 +21,7 @@ from transformers import (
 
 from tunelab.config import RunConfig
 from tunelab.data.readers import Table
+from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
 from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
@@ -92,12 +93,13 @@ class TextClassification(Task):
     @staticmethod
     def _text(row: dict[str, Any], column: str, table: Table, i: int) -> str:
         value = row.get(column)
-        text = "" if value is None else str(value)
-        if not text.strip():
-            raise DataError(
-                f"{table.where(i)}: empty text in column '{column}'; fill it in or remove the row"
-            )
-        return text
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # a JSON number is a text; an object or list is not
+        problem = text_problem("" if value is None else value)
+        if problem:
+            raise DataError(f"{table.where(i)}: column '{column}': {problem}; fix the text or "
+                            "remove the row")
+        return value
 
     def _labels(self, value: Any, column: str, separator: str, table: Table, i: int) -> Any:
         if isinstance(value, list):
@@ -190,7 +192,7 @@ class TextClassification(Task):
 
     def _result(self, gold: np.ndarray, predicted: np.ndarray) -> EvalResult:
         return EvalResult(
-            metrics=scores.all_metrics(gold, predicted, self.multi_label, len(self.labels)),
+            metrics=scores.all_metrics(gold, predicted, self.multi_label),
             report=scores.per_class_report(gold, predicted, self.labels),
             per_class_f1=scores.per_class_f1(gold, predicted, self.labels, self.multi_label),
         )
@@ -207,7 +209,9 @@ class TextClassification(Task):
             guess = decoded["labels"] if self.multi_label else decoded["label"]
             result.predictions.append({"line": examples.lines[i], "text": examples.texts[i],
                                        "gold": examples.labels[i], **decoded,
-                                       "correct": guess == examples.labels[i]})
+                                       "correct": (set(guess) == set(examples.labels[i])
+                                                   if self.multi_label
+                                                   else guess == examples.labels[i])})
         return result
 
     def majority_baseline(self, train: TextExamples, examples: TextExamples) -> EvalResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from transformers import (
 )
 
 from tunelab.data.readers import Table
+from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import entities as scores
 from tunelab.evaluation.probe import fit_linear_probe
@@ -73,6 +75,7 @@ def _spans_to_tags(text: str, spans: Any, where: str) -> tuple[list[str], list[s
 
 class TokenClassification(Task):
     name = "token-classification"
+    accepts_token_lists = True
     peft_task_type = "TOKEN_CLS"
     auto_model = AutoModelForTokenClassification
     default_metric = "f1"
@@ -99,6 +102,9 @@ class TokenClassification(Task):
                                 f"and 'tags', or 'text' and 'spans'; found: {', '.join(row)}")
             if not words:
                 raise DataError(f"{table.where(i)}: empty sentence; remove it or add tokens")
+            problem = next((text_problem(w) for w in words if text_problem(w)), None)
+            if problem:
+                raise DataError(f"{table.where(i)}: a token: {problem}")
             if len(words) != len(labels):
                 raise DataError(
                     f"{table.where(i)}: sentence {i + 1} has {len(words)} tokens but "
@@ -113,8 +119,17 @@ class TokenClassification(Task):
             if bad is not None:
                 raise DataError(f"{table.where(i)}: tag '{bad}' is not valid in the {scheme} "
                                 "scheme; fix the tag or set data.tag_scheme")
-        return TokenExamples(str(table.path), table.lines, tokens,
-                             [to_iob2(labels, scheme) for labels in tags])
+        converted = [to_iob2(labels, scheme) for labels in tags]
+        if scheme == "iob2":  # declared IOB2: an I-X that starts an entity is a data error
+            repaired = [i for i, (a, b) in enumerate(zip(tags, converted, strict=True))
+                        if a != b]
+            if repaired:
+                logging.getLogger("tunelab").warning(
+                    "%s: %d sentence(s) have an I- tag that starts an entity, which IOB2 does "
+                    "not allow (first at %s); read as B- tags. If the file is IOB1, set "
+                    "data.tag_scheme: iob1", table.path, len(repaired),
+                    table.where(repaired[0]))
+        return TokenExamples(str(table.path), table.lines, tokens, converted)
 
     def label_set(self, examples: TokenExamples) -> list[str]:
         kinds = sorted({tag[2:] for tags in examples.tags for tag in tags if tag != "O"})

@@ -43,6 +43,10 @@ def load_splits(config: RunConfig) -> tuple[Task, Splits]:
             raise DataError(f"{data.train}: labels {', '.join(missing)} are not in task.labels; "
                             "add them to the list or remove the examples")
         task.labels = list(config.task.labels)
+    if len(task.labels) < 2:
+        found = f"'{task.labels[0]}'" if task.labels else "none"
+        raise DataError(f"{data.train}: only one label in the training data ({found}); a "
+                        "model needs examples of at least two labels to learn to tell apart")
     sources = {"train": str(data.train)}
     held: dict[str, Any] = {}
     for role, path, fraction in (("test", data.test, data.test_fraction),

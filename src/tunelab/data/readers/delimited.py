@@ -34,6 +34,7 @@ def _read_delimited(path: Path, delimiter: str, header: bool) -> Table:
                     else [str(i) for i in range(len(fields))]
                 )
                 if header:
+                    _check_header(path, table.columns, delimiter)
                     continue
             if len(fields) != len(table.columns):
                 raise DataError(
@@ -47,6 +48,18 @@ def _read_delimited(path: Path, delimiter: str, header: bool) -> Table:
             f"{path}:{reader.line_num}: malformed line ({error}); check the quoting"
         ) from None
     return table
+
+
+def _check_header(path: Path, columns: list[str], delimiter: str) -> None:
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise DataError(f"{path}:1: column '{name}' appears twice in the header; rename "
+                            "one of them")
+        seen.add(name)
+    if delimiter == "," and len(columns) == 1 and ";" in columns[0]:
+        raise DataError(f"{path}:1: the header '{columns[0]}' looks semicolon-separated; "
+                        "save the file with commas, or as .tsv with tabs")
 
 
 def read_csv(path: Path, options: ReaderOptions) -> Table:
