@@ -63,12 +63,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path,
     return url
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_model(directory: Path) -> Path:
     """A 2-layer, 32-wide random BERT with a small WordPiece vocabulary, saved like a hub model."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    directory = tmp_path_factory.mktemp("tiny-bert")
     words = sorted(set(POSITIVE + NEGATIVE + FILLER + ["neutral", "okay", "fine"]))
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters,
@@ -83,6 +81,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def sentiment_rows(n: int, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive")

@@ -76,6 +76,17 @@ def test_failed_check_refuses_and_writes_nothing(tiny_config: dict[str, Any]) ->
     assert not list(run.glob(".export*"))
 
 
+def test_the_gate_refuses_on_agreement_as_well_as_on_the_metric() -> None:
+    from tunelab.export.check import Comparison
+    from tunelab.export.onnx import ExportOptions, _failures
+
+    comparison = Comparison("accuracy", metrics={"torch fp32": 0.9, "onnx int8": 0.9},
+                            agreement={"onnx int8": 0.95})
+    [failure] = _failures(comparison, ExportOptions(min_agreement=0.99, max_drop_points=1.0))
+    assert "agrees with PyTorch on 95.00%" in failure
+    assert _failures(comparison, ExportOptions(min_agreement=0.95, max_drop_points=1.0)) == []
+
+
 def test_export_cli_errors_are_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -135,7 +135,10 @@ def test_retrain_refuses_to_replace_a_run_and_never_the_production_one(
     for name in ("..", "", "../../x"):
         with pytest.raises(ConfigError, match="--name"):
             retrain(base, RetrainOptions(data=new, epochs=1, name=name))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name in ("x", "runs")) == []
+    runs = Path(tiny_config["output_dir"])
+    assert not (runs / "../../x").resolve().exists()
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == \
+        ["next", "next-data", "tiny"]
 
 
 def test_retrain_keeps_the_second_text_of_a_pair_model(tiny_config: dict[str, Any],

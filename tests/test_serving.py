@@ -283,6 +283,7 @@ def test_ner_run_serves_entities_with_offsets(tiny_config: dict[str, Any], tmp_p
         [prediction] = response.json()["predictions"]
         expected = tunelab.load(run).predict(sentence)
         assert prediction["entities"] == expected["entities"]
+        assert prediction["entities"], "no entity predicted: the offsets below check nothing"
         for entity in prediction["entities"]:
             assert sentence[entity["start"]:entity["end"]] == entity["text"]
         info = http.get("/v1/model", headers=auth(api_key)).json()

@@ -156,6 +156,20 @@ def test_word_outputs_read_each_words_first_subword(tokenizer) -> None:
         assert tokenizer.convert_ids_to_tokens(int(vector.argmax())) == pieces[0]
 
 
+def test_a_word_whose_first_character_the_normaliser_drops_keeps_its_label(tokenizer) -> None:
+    # the uncased normaliser strips the leading combining accent, so the word's first
+    # subword starts at offset 1, not 0
+    words = ["\u0301great", "movie", "\u0301bad"]
+    assert tokenizer(words, is_split_into_words=True, return_offsets_mapping=True)[
+        "offset_mapping"][1][0] == 1
+    windows = encode_windows(tokenizer, [words], max_length=16, labels=[[5, 6, 7]])
+    assert sorted(label for label in windows.features[0]["labels"] if label != IGNORE) == \
+        [5, 6, 7]
+    one_hot = lambda batch: torch.nn.functional.one_hot(  # noqa: E731
+        batch["input_ids"], len(tokenizer)).float()
+    assert word_outputs(one_hot, tokenizer, [words], max_length=16)[0].shape[0] == 3
+
+
 def test_words_with_offsets_keep_punctuation_apart() -> None:
     text = "Angela Merkel visited Paris, didn't she?"
     words, offsets = words_with_offsets(text)

@@ -139,10 +139,18 @@ def test_multi_label_run(tmp_path: Path, tiny_config: dict[str, Any]) -> None:
     result = train(tiny_config, task={"multi_label": True},
                    data={**tiny_config["data"], **files})
     assert set(tunelab.load(result.run_dir).labels) == {"neg", "pos", "praise", "sad"}
-    prediction = tunelab.load(result.run_dir).predict("great good movie")
-    assert isinstance(prediction["labels"], list)
-    assert set(prediction["probabilities"]) == {"neg", "pos", "praise", "sad"}
-    assert "f1_micro" in result.metrics["test"]
+    model = tunelab.load(result.run_dir)
+    praised, sad = model.predict(["great good movie", "terrible sad film"])
+    assert "pos" in praised["labels"] and "neg" not in praised["labels"]
+    assert "neg" in sad["labels"] and "pos" not in sad["labels"]
+    assert set(model.predict("awful bad plot")["probabilities"]) == {"neg", "pos", "praise",
+                                                                     "sad"}
+    assert result.metrics["test"]["f1_micro"] > 0.75, result.metrics["test"]
+    rows = [json.loads(line) for line in
+            (result.run_dir / "predictions.jsonl").read_text().splitlines()]
+    # "correct" compares label sets: the gold list is sorted, the prediction in label order
+    assert all(row["correct"] == (set(row["labels"]) == set(row["gold"])) for row in rows)
+    assert any(row["correct"] for row in rows)
 
 
 def test_missing_dev_and_test_are_split_from_train(tiny_config: dict[str, Any]) -> None:

@@ -114,8 +114,10 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
     max_texts: Annotated[int, typer.Option(min=1, help="Texts per request")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Characters per text")] = 2000,
-    rate_limit: Annotated[float, typer.Option(min=0.0, help="Requests/s per key (0: off)")
-                          ] = 100.0,
+    rate_limit: Annotated[float, typer.Option(min=0.0, help="Requests/s per key and worker "
+                                              "(0: off)")] = 100.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Texts waiting for the model; past "
+                                           "it, 503 with Retry-After at once")] = 256,
     log_texts: Annotated[bool, typer.Option(help="Log raw request texts")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="Inference threads per worker")
                        ] = None,
@@ -148,7 +150,8 @@ def serve(
     settings = ServeSettings(run=run, backend=backend, auth=not no_auth,
                              max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                              max_texts=max_texts, max_chars=max_chars, rate_limit=rate_limit,
-                             rate_burst=max(1, int(rate_limit * 2)), log_texts=log_texts,
+                             rate_burst=max(1, int(rate_limit * 2)), max_queue=max_queue,
+                             log_texts=log_texts,
                              threads=threads, follow_production=follow_production)
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
               "timeout_graceful_shutdown": 30}

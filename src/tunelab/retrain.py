@@ -162,7 +162,7 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     old_dev = old_train.subset(sorted(old_order[n_rehearse:n_rehearse + len(dev_part)]))
     labels = list(source.labels) + sorted({lab for lab in fresh.labels} - set(source.labels))
 
-    name = options.name or f"{source.run_dir.name}-retrain"
+    name = options.name if options.name is not None else f"{source.run_dir.name}-retrain"
     try:
         check_run_name(name)
     except ValueError as error:
