@@ -3,7 +3,6 @@ case, and the server's memory under chunked bodies sent without a key."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -137,13 +136,24 @@ def http_case(case: dict[str, Any], server: Server) -> dict[str, Any]:
             "kind": kind}
 
 
-def chunked_rss_growth_mb(server: Server, bodies: int = 3, megabytes: int = 200) -> float:
+def chunked_rss_growth_mb(server: Server, bodies: int = 3, megabytes: int = 200
+                          ) -> dict[str, Any]:
     """Peak growth of the server's resident memory while `bodies` clients each send a
-    chunked body of `megabytes` MB without a key."""
+    chunked body of `megabytes` MB, without a key and then with one; and what they got."""
+    out: dict[str, Any] = {}
+    for label, headers in (("", {}), ("with_key_", {"authorization": f"Bearer {server.key}"})):
+        growth, answers = _growth(server, bodies, megabytes, headers)
+        out[f"{label}growth_mb"], out[f"{label}answers"] = round(growth, 1), answers
+    return out
+
+
+def _growth(server: Server, bodies: int, megabytes: int, headers: dict[str, str]
+            ) -> tuple[float, list[str]]:
     process = psutil.Process(server.process.pid)
     before = process.memory_info().rss
     peak = before
     done = threading.Event()
+    answers: list[str] = []
 
     def watch() -> None:
         nonlocal peak
@@ -152,9 +162,14 @@ def chunked_rss_growth_mb(server: Server, bodies: int = 3, megabytes: int = 200)
             time.sleep(0.02)
 
     def send() -> None:
-        with contextlib.suppress(httpx.HTTPError):  # it may hang up after its 401
-            httpx.post(f"{server.url}/v1/predict", content=chunks(megabytes), timeout=120,
-                       headers={"content-type": "application/json"})
+        started = time.perf_counter()
+        try:  # the server may hang up after its answer, before the body is all sent
+            status = str(httpx.post(f"{server.url}/v1/predict", content=chunks(megabytes),
+                                    timeout=120, headers={"content-type": "application/json",
+                                                          **headers}).status_code)
+        except httpx.HTTPError as error:
+            status = f"connection closed ({type(error).__name__})"
+        answers.append(f"{status} after {time.perf_counter() - started:.2f} s")
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -166,4 +181,4 @@ def chunked_rss_growth_mb(server: Server, bodies: int = 3, megabytes: int = 200)
     time.sleep(0.5)
     done.set()
     watcher.join()
-    return (peak - before) / 2**20
+    return (peak - before) / 2**20, answers

@@ -164,3 +164,22 @@ def test_train_predict_and_eval(tiny_config: dict[str, Any], tmp_path: Path,
         code, _, err = run_cli(["predict", run, *args], capsys, monkeypatch)
         assert code == 2 and expected in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_reads_both_columns_for_a_pair_model(
+        tiny_config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {}
+    for split, n, seed in (("train", 48, 1), ("dev", 12, 2), ("test", 12, 3)):
+        rows = [(t, "the plot", lab) for t, lab in sentiment_rows(n, seed)]
+        files[split] = str(write_csv(tmp_path / f"{split}.csv", rows, ("a", "b", "label")))
+    raw = {**tiny_config, "name": "pairs", "training": {"epochs": 1, "batch_size": 8},
+           "data": {**files, "text_column": "a", "text_pair_column": "b", "max_length": 32}}
+    assert run_cli(["train", str(write_config(tmp_path, raw))], capsys, monkeypatch)[0] == 0
+    run = str(Path(tiny_config["output_dir"]) / "pairs")
+    code, out, err = run_cli(["predict", run, "--input", files["test"]], capsys, monkeypatch)
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and len(rows) == 12, err
+    assert rows[0]["pair"][1] == "the plot" and rows[0]["label"] in {"negative", "positive"}
+    code, _, err = run_cli(["predict", run, "one text only"], capsys, monkeypatch)
+    assert code == 2 and "trained on text pairs" in err

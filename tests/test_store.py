@@ -223,6 +223,6 @@ def test_promoting_the_production_model_again_archives_nothing(store_url: str,
 def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    path = tmp_path / "private" / "tunelab.db"
+    path = tmp_path / "tunelab.db"
     engine_for(f"sqlite:///{path}")
     assert path.stat().st_mode & 0o777 == 0o600

@@ -249,27 +249,16 @@ for command in cli_lifecycle.COMMANDS:
 
 
 def main() -> None:
+    """Typer handles its own usage errors (exit code 2, its usual few lines) and exits;
+    tunelab's input errors become one line with their exit code."""
     try:
-        code = app(standalone_mode=False)  # a typer.Exit(n) comes back as n here
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        app(prog_name="tunelab")
     except TunelabError as error:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Exit):
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

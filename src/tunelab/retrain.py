@@ -192,6 +192,7 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
         raw["training"] = {**base.get("training", {}), "epochs": options.epochs,
                            "lr": options.lr or base.get("training", {}).get("lr")}
         raw["evaluation"] = {**base.get("evaluation", {}), "baselines": False}
+        raw["seed"] = options.seed  # one seed for the sampling above and the training
         tunelab.train(parse_config(raw, f"retrain:{variant}"), overwrite=options.overwrite)
         return Predictor(Path(config.output_dir) / variant, "torch")
 

@@ -177,7 +177,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 current = state["slot"].predictor.run_dir.resolve()
                 if run is None or Path(run.path).resolve() == current:
                     continue
-                slot = ModelSlot(await asyncio.to_thread(load_predictor, Path(run.path)))
+                # loading and hashing the weights take a while: off the event loop
+                slot = await asyncio.to_thread(
+                    lambda path=Path(run.path): ModelSlot(load_predictor(path)))
             except Exception:
                 log.exception("follow-production: keeping the current model")
                 continue
@@ -323,6 +325,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         if slot.predictor.task.name != "text-classification":
             raise HTTPException(422, "feedback takes a corrected label; this model is a "
                                 f"{slot.predictor.task.name} model")
+        if slot.predictor.takes_pairs:
+            raise HTTPException(422, "feedback stores single texts; this model takes text "
+                                "pairs: retrain it with `tunelab retrain --data FILE`")
         for field_name, value in (("correct_label", body.correct_label),
                                   ("predicted", body.predicted)):
             if value is not None and value not in labels:
@@ -348,10 +353,12 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
 
     @app.get("/v1/monitor", responses=errors)
     async def monitor(key: StoredKey | None = Depends(caller)) -> dict[str, Any]:
-        """Label and confidence counts over the most recent predictions."""
+        """Label and confidence counts over the most recent predictions of the worker
+        process that answers (with --workers N, each keeps its own window)."""
         slot = ready_slot()
         return {"version": slot.version, "run": str(slot.predictor.run_dir),
-                "window": settings.monitor_window, **window.summary()}
+                "window": settings.monitor_window, "worker_pid": os.getpid(),
+                **window.summary()}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -92,7 +92,9 @@ def _create_private(database: str | None) -> None:
     """Create a new SQLite file readable by its owner only: it holds feedback texts."""
     if not database or database == ":memory:" or Path(database).exists():
         return
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not Path(database).parent.is_dir():
+        raise ConfigError(f"TUNELAB_DB_URL: cannot open the store at {database}: the folder "
+                          f"{Path(database).parent} does not exist; create it or fix the URL")
     os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
 

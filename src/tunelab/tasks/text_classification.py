@@ -109,7 +109,13 @@ class TextClassification(Task):
         else:
             whole = isinstance(value, float) and value.is_integer()  # JSON 1.0 -> label "1"
             text = str(int(value)) if whole else str(value)
-            found = text.split(separator) if self.multi_label else [text]
+            parts = [part for part in text.split(separator) if part.strip()]
+            if not self.multi_label and len(parts) > 1:
+                raise DataError(
+                    f"{table.where(i)}: label '{text}' looks like {len(parts)} labels joined "
+                    f"by '{separator}'; set task.multi_label=true for several labels per row, "
+                    "or set data.label_separator to a character the labels do not contain")
+            found = parts if self.multi_label else [text]
         found = [label.strip() for label in found if label.strip()]
         if not found:
             raise DataError(
