@@ -16,8 +16,24 @@ from tunelab.console import err, out, quiet_libraries
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, TunelabError
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"tunelab {version('tunelab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit")] = False) -> None:
+    """Fine-tune a pretrained language model on your labelled data, evaluate it against
+    baselines, export it and serve it: offline, on an ordinary CPU."""
+
 
 SetOption = Annotated[
     list[str] | None,

@@ -33,8 +33,13 @@ def keys_create(name: Annotated[str, typer.Option(help="Who or what uses the key
 def keys_list() -> None:
     """List active key names and ids (never the keys)."""
     from tunelab.serving.keys import list_keys
+    from tunelab.store.db import describe_database
 
-    for key in list_keys():
+    keys = list_keys()
+    if not keys:
+        out.print(f"no active keys in {describe_database()}; create one with `tunelab keys "
+                  "create --name NAME`", highlight=False)
+    for key in keys:
         out.print(f"{key.name}\tid {key.key_id}\tcreated {key.created:%Y-%m-%d %H:%M}")
 
 
@@ -68,10 +73,16 @@ def runs_list() -> None:
     """Every recorded run, newest first."""
     from rich.table import Table
 
+    from tunelab.store.db import describe_database
     from tunelab.store.records import list_runs
 
+    runs = list_runs()
+    if not runs:
+        out.print(f"no runs recorded in {describe_database()}; `tunelab train CONFIG` "
+                  "records each run", highlight=False)
+        return
     table = Table("id", "name", "task", "method", "metric", "value", "stage", "created")
-    for run, stage in list_runs():
+    for run, stage in runs:
         table.add_row(str(run.id), run.name, run.task, run.method, run.metric,
                       f"{run.metric_value:.4f}", stage, f"{run.created_at:%Y-%m-%d %H:%M}")
     out.print(table)
@@ -251,6 +262,12 @@ def retrain(
     out.print((result.run_dir / "retrain.md").read_text(encoding="utf-8"), markup=False,
               highlight=False)
     out.print(f"written to {result.run_dir}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Recorded runs with the stage of their model (production, candidate, archived)."""
+    runs_list()
 
 
 @models_app.command("promote")
