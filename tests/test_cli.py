@@ -39,7 +39,6 @@ def bad_input_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
                          .encode("latin-1"))
     malformed = tmp_path / "malformed.csv"
     malformed.write_text("text,label\ngood movie,positive\nbad, awful movie,negative\n")
-    few = [*good, ("a rare one", "neutral")]
     duplicate = tmp_path / "duplicate.csv"
     duplicate.write_text("text,text,label\n" + "".join(f"{t},{t},{lab}\n" for t, lab in good))
     objects = tmp_path / "objects.jsonl"
@@ -68,15 +67,13 @@ def bad_input_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
         "unseen dev label": (
             {"dev": str(write_csv(tmp_path / "dev3.csv", [*good[:4], ("meh", "neutral")]))},
             "dev3.csv:6: label 'neutral' does not occur in the training data"),
-        "class too small": ({"train": str(write_csv(tmp_path / "few.csv", few)), "dev": None},
-                            "label 'neutral' has 1 example, too few for a stratified"),
         "malformed csv": ({"train": str(malformed)}, "malformed.csv:3: expected 2 fields, found 3"),
         "non utf-8": ({"train": str(non_utf8)}, "latin1.csv:3: not valid UTF-8"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "missing column", "empty text",
-                                  "unseen dev label", "class too small", "malformed csv",
+                                  "unseen dev label", "malformed csv",
                                   "non utf-8", "one label", "duplicate header",
                                   "object as text", "nul byte", "semicolons"])
 def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str, Any],
@@ -183,3 +180,18 @@ def test_predict_reads_both_columns_for_a_pair_model(
     assert rows[0]["pair"][1] == "the plot" and rows[0]["label"] in {"negative", "positive"}
     code, _, err = run_cli(["predict", run, "one text only"], capsys, monkeypatch)
     assert code == 2 and "trained on text pairs" in err
+
+
+def test_text_the_model_cannot_read_is_named(
+        tiny_config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    raw = {**tiny_config, "training": {"epochs": 1, "batch_size": 8}}
+    assert run_cli(["train", str(write_config(tmp_path, raw))], capsys, monkeypatch)[0] == 0
+    run = str(Path(tiny_config["output_dir"]) / "tiny")
+    with caplog.at_level("WARNING", logger="tunelab"):
+        code, _, _ = run_cli(["predict", run, "这部电影很好看", "服务太差了"], capsys, monkeypatch)
+    assert code == 0 and "100% of the tokens are unknown" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tunelab"):
+        run_cli(["predict", run, "a great movie"], capsys, monkeypatch)
+    assert "unknown" not in caplog.text

@@ -159,3 +159,32 @@ def test_retrain_keeps_the_second_text_of_a_pair_model(tiny_config: dict[str, An
               "pairs-2-train.csv").read_text().splitlines()[0]
     assert header == "first,second,label"
     assert tunelab.load(result.run_dir).takes_pairs
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next_write(tmp_path: Path
+                                                                        ) -> None:
+    from tunelab.rundir import atomic_path
+
+    stale = tmp_path / ".export.tmp-999999"  # a writer that was killed (no such process)
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"x" * 1000)
+    running = tmp_path / ".export.tmp-1"  # pid 1 is alive: another writer, left alone
+    running.mkdir()
+    with atomic_path(tmp_path / "export") as tmp:
+        tmp.mkdir()
+        (tmp / "report.json").write_text("{}")
+    assert not stale.exists() and running.exists()
+    assert (tmp_path / "export" / "report.json").is_file()
+
+
+def test_weights_follow_the_umask_like_every_other_file(tiny_config: dict[str, Any]) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        run = tunelab.train(parse_config(quick(tiny_config))).run_dir
+    finally:
+        os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (run / "model").iterdir()}
+    assert modes["model.safetensors"] == 0o644, modes
+    assert set(modes.values()) == {0o644}

@@ -212,3 +212,42 @@ def test_a_single_text_model_refuses_pairs(served_run: Path, api_key: str  # noq
         response = http.post("/v1/predict", json={"pairs": [["a", "b"]]},
                              headers=auth(api_key))
         assert response.status_code == 422 and "single texts" in response.text
+
+
+def test_the_rate_limiter_admits_exactly_its_burst_across_threads() -> None:
+    import threading
+
+    from tunelab.serving.limits import RateLimiter
+
+    limiter = RateLimiter(rate=0.001, burst=100)
+    admitted: list[int] = []
+
+    def hammer() -> None:
+        admitted.append(sum(limiter.check("key") == 0.0 for _ in range(2000)))
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(admitted) == 100
+
+
+def test_the_model_version_is_a_hash_of_the_weights_not_of_their_dates(
+        served_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    import os
+    import shutil
+
+    from tunelab.serving.app import model_version
+
+    copy = tmp_path / "copy"
+    shutil.copytree(served_run, copy)
+    for file in (copy / "model").iterdir():
+        os.utime(file, (1, 1))  # other dates, same bytes
+    original, copied = tunelab.load(served_run, "torch"), tunelab.load(copy, "torch")
+    assert model_version(original) == model_version(copied)
+    weights = copy / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_version(tunelab.load(copy, "torch")) != model_version(original)

@@ -80,3 +80,14 @@ def test_majority_baseline_predicts_the_most_common_training_label(tmp_path: Pat
     task, ex = examples(train)
     task.labels = task.label_set(ex)
     assert task.majority_baseline(ex, ex).metrics["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_dev_and_test_macro_f1_mean_the_same_thing() -> None:
+    from tunelab.evaluation.classification import all_metrics, summary_metrics
+
+    gold = np.array([0, 0, 1, 1, 0])  # label 2 exists in the task but not in this split
+    predicted = np.array([0, 1, 1, 1, 0])
+    during_training, reported = summary_metrics(gold, predicted), all_metrics(gold, predicted,
+                                                                             False)
+    for name in ("accuracy", "f1_macro", "f1_micro", "f1_weighted"):
+        assert during_training[name] == pytest.approx(reported[name]), name

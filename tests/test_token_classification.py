@@ -110,6 +110,23 @@ def test_tag_outside_the_scheme_is_an_error(tmp_path: Path) -> None:
         read_examples(path, tag_scheme="iob2")
 
 
+def test_an_i_tag_that_opens_an_entity_in_declared_iob2_is_counted_aloud(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"tokens": ["Anna", "went"], "tags": ["B-PER", "O"]}\n'
+                    '{"tokens": ["so", "Bo", "ran"], "tags": ["O", "I-PER", "O"]}\n'
+                    '{"tokens": ["Al"], "tags": ["I-PER"]}\n')
+    with caplog.at_level("WARNING", logger="tunelab"):
+        _, examples = read_examples(path, tag_scheme="iob2")
+    assert examples.tags[1] == ["O", "B-PER", "O"]
+    assert "2 sentence(s) have an I- tag that starts an entity" in caplog.text
+    assert "a.jsonl:2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tunelab"):
+        read_examples(path, tag_scheme="iob1")  # IOB1 allows it: nothing to say
+    assert "I- tag" not in caplog.text
+
+
 def test_unseen_entity_type_in_dev_is_named(tmp_path: Path) -> None:
     task, _ = read_examples(conll_file(tmp_path / "train.txt"))
     dev = tmp_path / "dev.txt"

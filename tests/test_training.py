@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import write_csv
+from conftest import sentiment_rows, write_csv
 
 import tunelab
 from tunelab.config import parse_config
@@ -203,3 +203,15 @@ def test_kill_minus_nine_then_resume(tiny_config: dict[str, Any], tmp_path: Path
     newest.Reload()
     steps = [event.step for tag in newest.Tags()["scalars"] for event in newest.Scalars(tag)]
     assert steps and min(steps) > saved[-1], (saved, min(steps))
+
+
+def test_a_class_with_one_example_is_trained_on_and_said_to_be_unevaluated(
+        tiny_config: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = [*sentiment_rows(60, seed=1), ("an okay one", "neutral")]
+    data = {"train": str(write_csv(tmp_path / "rare.csv", rows)), "max_length": 32}
+    with caplog.at_level("WARNING", logger="tunelab"):
+        result = train(tiny_config, data=data)
+    assert "neutral" in tunelab.load(result.run_dir).labels  # learned from
+    assert "neutral" not in {row["gold"] for row in read_predictions(result.run_dir)}
+    assert "1 label(s) have too few examples to hold any out: neutral" in caplog.text
+    assert "kept out of it (a single example): neutral" in result.metrics["sources"]["dev"]

@@ -246,8 +246,13 @@ def predict(
         inputs += _read_inputs(input_, text_column, pair_column, run)
     quiet_libraries()
     from tunelab.api import load
+    from tunelab.models import warn_if_unreadable
 
-    predictions = load(run, backend).predict(inputs, batch_size=batch_size)
+    model = load(run, backend)
+    warn_if_unreadable(model.tokenizer, [i if isinstance(i, str) else " ".join(i)
+                                         for i in inputs], "the input",
+                       str(model.meta.get("base_model")))
+    predictions = model.predict(inputs, batch_size=batch_size)
     rows = [{("pair" if isinstance(item, list) else "text"): item, **pred}
             for item, pred in zip(inputs, predictions, strict=True)]
     if output is not None:

@@ -104,3 +104,27 @@ def check_max_length(resolved: ResolvedModel, max_length: int) -> None:
         raise ModelError(f"data.max_length: {max_length} is more than the {positions} "
                          f"positions {resolved.name} has; set data.max_length to at most "
                          f"{positions}")
+
+
+UNKNOWN_WARN_SHARE = 0.1  # above this share of [UNK] tokens the model cannot read the text
+
+
+def warn_if_unreadable(tokenizer: Any, texts: list[str], source: str, model: str) -> float:
+    """The share of `texts`' tokens that the tokenizer maps to its unknown token (on up to
+    500 texts); a warning when it is high, as for Chinese text on an English model."""
+    unknown = tokenizer.unk_token_id
+    sample = [t for t in texts[:500] if isinstance(t, str)]
+    if unknown is None or not sample:
+        return 0.0
+    ids = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    total = sum(len(row) for row in ids)
+    share = sum(i == unknown for row in ids for i in row) / max(total, 1)
+    if share > UNKNOWN_WARN_SHARE:
+        import logging
+
+        logging.getLogger("tunelab").warning(
+            "%s: %.0f%% of the tokens are unknown to %s's vocabulary (%s): the model does "
+            "not cover this text's language or script, and will learn or predict little; "
+            "choose a model that covers it", source, share * 100, model,
+            tokenizer.unk_token)
+    return share

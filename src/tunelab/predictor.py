@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.task.labels
 
-    @property
+    @functools.cached_property
     def takes_pairs(self) -> bool:
         """Whether the model was trained on text pairs (data.text_pair_column)."""
         if "text_pair" in self.meta:

@@ -28,6 +28,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        if tmp.is_dir():
+            follow_umask(tmp)
         if path.is_dir() and tmp.is_dir():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
@@ -40,6 +42,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def follow_umask(directory: Path) -> None:
+    """Give the files in `directory` the mode the umask gives new files. Some writers
+    (safetensors weights) create 0600 files, which a server running as another user
+    cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for file in directory.rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            file.chmod(0o666 & ~mask)
 
 
 def _alive(pid: int) -> bool:

@@ -26,7 +26,12 @@ from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.summary import run_report
 from tunelab.methods.base import trainable_summary
 from tunelab.model_card import model_card
-from tunelab.models import check_max_length, load_tokenizer, resolve_model
+from tunelab.models import (
+    check_max_length,
+    load_tokenizer,
+    resolve_model,
+    warn_if_unreadable,
+)
 from tunelab.rundir import (
     MODEL_META,
     atomic_path,
@@ -100,6 +105,10 @@ def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
                                             config.data.cache_tokenized)
     dev_set, _ = cached_encode(task, splits.dev, tokenizer, config.data.cache_tokenized)
     tokenize_seconds = time.perf_counter() - started
+    unknown_share = warn_if_unreadable(
+        tokenizer, list(getattr(splits.train, "texts", None) or
+                        [" ".join(words) for words in getattr(splits.train, "tokens", [])]),
+        str(config.data.train), config.model.name)
 
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
@@ -140,6 +149,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
             "prepare_seconds": round(prepare_seconds, 2), "tokenized_from_cache": train_cached,
             "frozen_layers": config.training.freeze_layers, "max_length": task.max_length,
             "truncated_at_percentile": truncated_at,
+            "unknown_token_share": round(unknown_share, 4),
         },
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},

@@ -6,6 +6,7 @@ without leaving anything behind.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from tunelab import registry
 from tunelab.config import RunConfig
 from tunelab.data.readers import ReaderOptions, read_table
-from tunelab.data.splits import split_indices
+from tunelab.data.splits import rare_labels, split_indices
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task
 
@@ -49,6 +50,7 @@ def load_splits(config: RunConfig) -> tuple[Task, Splits]:
                         "model needs examples of at least two labels to learn to tell apart")
     sources = {"train": str(data.train)}
     held: dict[str, Any] = {}
+    unevaluated: dict[str, int] = {}
     for role, path, fraction in (("test", data.test, data.test_fraction),
                                  ("dev", data.dev, data.dev_fraction)):
         if path is not None:
@@ -56,10 +58,20 @@ def load_splits(config: RunConfig) -> tuple[Task, Splits]:
             task.check_labels(held[role], str(data.train))
             sources[role] = str(path)
         else:
-            keep, out = split_indices(len(train), fraction, config.seed, task.strata(train),
+            strata = task.strata(train)
+            rare = rare_labels(strata) if strata is not None else {}
+            keep, out = split_indices(len(train), fraction, config.seed, strata,
                                       str(data.train), role)
             held[role] = train.subset(out)
             train = train.subset(keep)
-            how = "stratified, " if task.strata(train) is not None else ""
+            how = "stratified, " if strata is not None else ""
             sources[role] = f"{fraction:.0%} of {data.train} ({how}seed {config.seed})"
+            if rare:
+                sources[role] += f"; kept out of it (a single example): {', '.join(rare)}"
+                unevaluated.update(rare)
+    if unevaluated:
+        logging.getLogger("tunelab").warning(
+            "%s: %d label(s) have too few examples to hold any out: %s. They are trained on "
+            "but not evaluated; add examples to evaluate them", data.train, len(unevaluated),
+            ", ".join(unevaluated))
     return task, Splits(train, held["dev"], held["test"], sources)
