@@ -13,16 +13,14 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tunelab.data.text_checks import text_problem
 from tunelab.errors import TunelabError
 from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher, QueueFull
@@ -30,6 +28,13 @@ from tunelab.serving.guard import RequestGuard
 from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
 from tunelab.serving.observability import ServiceMetrics, json_logger
+from tunelab.serving.schemas import (
+    ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
+    PredictRequest,
+    PredictResponse,
+)
 
 
 @dataclass
@@ -52,62 +57,6 @@ class ServeSettings:
     poll_seconds: float = 5.0
     monitor_window: int = 5000  # recent predictions kept for drift monitoring
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _usable_text(value: str) -> str:
-    problem = text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="A non-empty text"),
-                 AfterValidator(_usable_text)]
-
-
-class PredictRequest(BaseModel):
-    """Give `texts` to a single-text model, or `pairs` to a model trained on text pairs."""
-
-    texts: list[Text] | None = Field(default=None, min_length=1,
-                                     description="Texts to classify or tag")
-    pairs: list[tuple[Text, Text]] | None = Field(
-        default=None, min_length=1, description="Text pairs [first, second], for a model "
-        "trained with data.text_pair_column")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> PredictRequest:
-        if (self.texts is None) == (self.pairs is None):
-            raise ValueError("give exactly one of texts or pairs")
-        return self
-
-    @property
-    def inputs(self) -> list[Any]:
-        return list(self.texts) if self.texts is not None else [list(p) for p in self.pairs]
-
-
-class PredictResponse(BaseModel):
-    model: str
-    request_id: str
-    predictions: list[dict[str, Any]]
-
-
-class FeedbackRequest(BaseModel):
-    text: Annotated[Text, Field(max_length=100_000)]
-    correct_label: str = Field(min_length=1, max_length=200,
-                               description="One of the model's labels (GET /v1/model)")
-    predicted: str | None = Field(default=None, max_length=200,
-                                  description="One of the model's labels, if given")
-    request_id: str | None = Field(default=None, max_length=100)
-
-
-class FeedbackResponse(BaseModel):
-    id: int
-    model: str
-
-
-class ErrorBody(BaseModel):
-    error: dict[str, str]
-    request_id: str
 
 
 def model_version(predictor: Any) -> str:
