@@ -168,8 +168,9 @@ def render(report: dict[str, Any], scores: dict[str, dict[str, float]],
               f"{'passes' if not report['reasons'] else '; '.join(report['reasons'])}."]
     if sweep:
         before = scores["before"]["old"]
-        lines += ["", "Rehearsal ratio (original examples per new one; one seed each, so "
-                  "differences under about 1 pt are noise):", "",
+        lines += ["", "Rehearsal ratio on the test set (original examples per new one; one "
+                  "seed each, so differences under about 1 pt are noise). Shown, not used to "
+                  "choose: the default is chosen on dev (section \"Rehearsal ratio chosen on dev\"):", "",
                   "| ratio | old-intent accuracy | change | new-intent accuracy | retrain s |",
                   "|---|---|---|---|---|"]
         for row in sweep:
