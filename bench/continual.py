@@ -170,7 +170,8 @@ def render(report: dict[str, Any], scores: dict[str, dict[str, float]],
         before = scores["before"]["old"]
         lines += ["", "Rehearsal ratio on the test set (original examples per new one; one "
                   "seed each, so differences under about 1 pt are noise). Shown, not used to "
-                  "choose: the default is chosen on dev (section \"Rehearsal ratio chosen on dev\"):", "",
+                  "choose: the default is chosen on dev (section \"Rehearsal ratio chosen "
+                  "on dev\"):", "",
                   "| ratio | old-intent accuracy | change | new-intent accuracy | retrain s |",
                   "|---|---|---|---|---|"]
         for row in sweep:
