@@ -249,6 +249,7 @@ def predict(
     from tunelab.models import warn_if_unreadable
 
     model = load(run, backend)
+    model.check_inputs(inputs)  # a clear error before the tokenizer sees a bad text
     warn_if_unreadable(model.tokenizer, [i if isinstance(i, str) else " ".join(i)
                                          for i in inputs], "the input",
                        str(model.meta.get("base_model")))
