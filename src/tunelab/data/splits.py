@@ -30,7 +30,10 @@ def split_indices(
     pool = [i for i in range(n) if strata[i] not in rare]
     classes = len({strata[i] for i in pool})
     n_held = max(round(len(pool) * fraction), classes)
-    if len(pool) - n_held < classes or classes == 0:
+    if classes == 0:
+        raise DataError(f"{source}: no label has two or more examples, so none can be held "
+                        f"out for a {role} split; add examples, or give data.{role} explicitly")
+    if len(pool) - n_held < classes:
         raise DataError(
             f"{source}: {n} rows are too few to hold out a stratified {role} split for "
             f"{classes} labels; add examples, or give data.{role} explicitly"
