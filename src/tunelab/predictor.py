@@ -40,11 +40,6 @@ def run_columns(run: str | Path) -> dict[str, str]:
     return columns
 
 
-def run_text_column(run: str | Path) -> str:
-    """The text column the run was trained on, for reading prediction input files."""
-    return run_columns(run)["text_column"]
-
-
 BACKENDS = ("auto", "torch", "onnx", "onnx-fp32")
 
 
