@@ -28,6 +28,14 @@ def train_experiment(name: str, raw: dict[str, Any]) -> Any:
     return tunelab.train(config, overwrite=True)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def save_row(name: str, row: dict[str, Any]) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / f"{name}.json").write_text(json.dumps(row, indent=2))

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import ROOT, WORK, machine_line, update_results, update_section
+from common import ROOT, WORK, free_port, machine_line, update_results, update_section
 
 DATA = WORK / "speed" / "data" / "sst2"
 LEVELS = (1, 8, 32, 64)
@@ -67,12 +66,6 @@ def train_and_export() -> tuple[Path, dict[str, Any]]:
     # This model's int8 export agrees on 98.4% (accuracy unchanged), under the default 99%
     # gate; the benchmark loosens the gate to 98% so the int8 service can be measured.
     return run, tunelab.api.export(run, min_agreement=0.98)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(command: list[str], port: int) -> subprocess.Popen[bytes]:

@@ -13,7 +13,7 @@ import typer
 
 from tunelab import cli_lifecycle
 from tunelab.console import err, out, quiet_libraries
-from tunelab.data.text_checks import text_problem
+from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, TunelabError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -208,12 +208,12 @@ def _read_inputs(path: Path, column: str | None, pair_column: str | None, run: P
                             f"{', '.join(table.columns)}; pass {flag}")
     rows = []
     for i, row in enumerate(table.rows):
-        values = [row.get(name) for name in names]
-        for name, value in zip(names, values, strict=True):
-            problem = text_problem(value if not isinstance(value, int | float) else str(value))
+        values = []
+        for name in names:
+            text, problem = cell_text(row.get(name))
             if problem:
                 raise DataError(f"{table.where(i)}: column '{name}': {problem}; fix the row")
-        values = [str(v) for v in values]
+            values.append(text)
         rows.append(values if pair_name else values[0])
     return rows
 

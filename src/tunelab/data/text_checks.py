@@ -6,6 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 
+def cell_text(value: Any) -> tuple[str, str | None]:
+    """A data-file cell as a text, and why it cannot be one (None when it can). A JSON
+    number is a text; an object, a list or a bool is not."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if value is None:
+        value = ""
+    return (value if isinstance(value, str) else ""), text_problem(value)
+
+
 def text_problem(value: Any) -> str | None:
     """Why `value` cannot be used as a text, or None when it can."""
     if not isinstance(value, str):

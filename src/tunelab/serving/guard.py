@@ -70,7 +70,8 @@ class RequestGuard:
         self.app, self.keys, self.limiter = app, keys, limiter
         self.max_body_bytes, self.metrics, self.log = max_body_bytes, metrics, log
         self.failed_auth = RateLimiter(FAILED_AUTH_RATE, FAILED_AUTH_BURST)
-        self.known_paths = known_paths
+        self.known_paths = known_paths  # read once, on the first request that needs it
+        self._known: set[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,11 +165,16 @@ class RequestGuard:
 
         return replay
 
+    def known(self) -> set[str]:
+        if self._known is None:
+            self._known = self.known_paths()
+        return self._known
+
     def record(self, scope: Scope, request_id: str, status: int, elapsed: float,
                state: dict[str, Any]) -> None:
         route = scope.get("route")
         path = (route.path if route is not None else scope["path"]
-                if scope["path"] in self.known_paths() else "unmatched")
+                if scope["path"] in self.known() else "unmatched")
         self.metrics.requests.labels(path, str(status)).inc()
         self.metrics.latency.labels(path).observe(elapsed)
         fields = {"request_id": request_id, "method": scope["method"], "path": scope["path"],

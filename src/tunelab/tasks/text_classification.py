@@ -21,7 +21,7 @@ from transformers import (
 
 from tunelab.config import RunConfig
 from tunelab.data.readers import Table
-from tunelab.data.text_checks import text_problem
+from tunelab.data.text_checks import cell_text, text_problem
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
 from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
@@ -92,14 +92,11 @@ class TextClassification(Task):
 
     @staticmethod
     def _text(row: dict[str, Any], column: str, table: Table, i: int) -> str:
-        value = row.get(column)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)  # a JSON number is a text; an object or list is not
-        problem = text_problem("" if value is None else value)
+        text, problem = cell_text(row.get(column))
         if problem:
             raise DataError(f"{table.where(i)}: column '{column}': {problem}; fix the text or "
                             "remove the row")
-        return value
+        return text
 
     def _labels(self, value: Any, column: str, separator: str, table: Table, i: int) -> Any:
         if isinstance(value, list):
@@ -270,8 +267,9 @@ class TextClassification(Task):
         pairs = ([item[1] for item in inputs]
                  if inputs and isinstance(inputs[0], (tuple, list)) else None)
         for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"input {i + 1}: empty text; give a non-empty string")
+            problem = text_problem(text)
+            if problem:
+                raise DataError(f"input {i + 1}: {problem}")
         probs, _ = self.decide(self.logits(model, tokenizer, texts, pairs, batch_size))
         return [self._decoded(row) for row in probs]
 
