@@ -24,8 +24,12 @@ def trained(config: dict[str, Any], **changes: Any) -> Path:
 
 def test_export_matches_pytorch_and_becomes_the_default(tiny_config: dict[str, Any]) -> None:
     run = trained(tiny_config)
+    other = run / "export" / "other-format"  # another exporter's folder
+    other.mkdir(parents=True)
+    (other / "model.bin").write_text("kept")
     report = tunelab.api.export(run)
-    export = run / "export"
+    export = run / "export" / "onnx"
+    assert (other / "model.bin").read_text() == "kept", "an exporter writes only its folder"
     for name in ("model.onnx", "model.int8.onnx", "report.json", "report.md"):
         assert (export / name).is_file(), name
     assert report["agreement"]["onnx fp32"] == 1.0
@@ -45,12 +49,15 @@ def test_export_matches_pytorch_and_becomes_the_default(tiny_config: dict[str, A
     texts = ["the movie was great", "awful plot"]
     assert [p["label"] for p in tunelab.load(run).predict(texts)] == \
         [p["label"] for p in torch_run.predict(texts)]
+    for path in export.iterdir():  # a run exported before exporters had their own folder
+        path.rename(run / "export" / path.name)
+    assert tunelab.load(run).backend == "model.int8.onnx"
 
 
 def test_lora_is_merged_before_export(tiny_config: dict[str, Any]) -> None:
     run = trained(tiny_config, method={"name": "lora", "r": 4, "target_modules": "all-linear"})
     report = tunelab.api.export(run, quantize=False)
-    assert not (run / "export/model.int8.onnx").exists()
+    assert not (run / "export/onnx/model.int8.onnx").exists()
     assert report["agreement"]["onnx fp32"] == 1.0
     assert report["metrics"]["onnx fp32"] == pytest.approx(report["metrics"]["torch fp32"])
 
@@ -77,8 +84,9 @@ def test_failed_check_refuses_and_writes_nothing(tiny_config: dict[str, Any]) ->
 
 
 def test_the_gate_refuses_on_agreement_as_well_as_on_the_metric() -> None:
+    from tunelab.export.base import ExportOptions
     from tunelab.export.check import Comparison
-    from tunelab.export.onnx import ExportOptions, _failures
+    from tunelab.export.onnx import failures as _failures
 
     comparison = Comparison("accuracy", metrics={"torch fp32": 0.9, "onnx int8": 0.9},
                             agreement={"onnx int8": 0.95})

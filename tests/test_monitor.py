@@ -15,7 +15,7 @@ import httpx
 from conftest import ROOT, free_port
 from test_serving import api_key, auth, served_run, start_server  # noqa: F401
 
-from tunelab.monitoring.drift import compare, summarise
+from tunelab.monitoring.drift import compare, count_predictions
 
 
 def predictions(labels: dict[str, int], score: float = 0.9) -> list[dict[str, object]]:
@@ -23,13 +23,13 @@ def predictions(labels: dict[str, int], score: float = 0.9) -> list[dict[str, ob
 
 
 def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
-    reference = summarise(predictions({"a": 50, "b": 50}))
-    same = compare(reference, summarise(predictions({"a": 500, "b": 500})))
+    reference = count_predictions(predictions({"a": 50, "b": 50}))
+    same = compare(reference, count_predictions(predictions({"a": 500, "b": 500})))
     assert same.label_psi < 1e-9 and same.confidence_psi < 1e-9
-    shifted = compare(reference, summarise(predictions({"a": 95, "b": 5}, score=0.55)))
+    shifted = compare(reference, count_predictions(predictions({"a": 95, "b": 5}, score=0.55)))
     assert shifted.label_psi > 0.2 and shifted.confidence_psi > 0.2
     assert shifted.per_label[0][0] in {"a", "b"} and shifted.n_current == 100
-    unseen = compare(reference, summarise(predictions({"a": 50, "b": 40, "c": 10})))
+    unseen = compare(reference, count_predictions(predictions({"a": 50, "b": 40, "c": 10})))
     assert unseen.per_label[0][0] == "c"  # a label never seen before
 
 

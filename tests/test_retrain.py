@@ -17,8 +17,8 @@ from tunelab.models import resolve_model
 from tunelab.predictor import Predictor
 from tunelab.retrain import RetrainOptions, concat, retrain
 from tunelab.store import records
+from tunelab.tasks.head_growth import grow_head, head_inputs
 from tunelab.tasks.text_classification import TextClassification, TextExamples
-from tunelab.training.head_growth import grow_head, head_inputs
 
 NEUTRAL = ("neutral",)
 

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 import tunelab
 from tunelab.config import parse_config
+from tunelab.record import RunRecord
 from tunelab.serving.app import ServeSettings, create_app
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.keys import create_key
@@ -323,7 +324,7 @@ def test_promotion_and_rollback_hot_swap_under_load_without_a_failed_request(
     api_key = create_key("swap")
     second = tunelab.train(parse_config({**tiny_config, "name": "second", "seed": 8})).run_dir
     for run in (served_run, second):
-        records.record_run(run, json.loads((run / "metrics.json").read_text()))
+        records.record_run(run, RunRecord.read(run))
     records.promote(str(served_run))
     statuses: list[int] = []
     versions: list[str] = []

@@ -27,9 +27,8 @@ def examples(n: int = 40, seed: int = 0) -> TextExamples:
 
 
 def task_for(data: TextExamples, max_length: int = 32) -> TextClassification:
-    task = TextClassification(max_length=max_length)
-    task.labels = task.label_set(data)
-    return task
+    return TextClassification(TextClassification.label_set(data, TextClassification.Options()),
+                              max_length=max_length)
 
 
 def test_token_cache_hits_and_is_invalidated_by_data_and_tokenizer(tiny_model_dir: Path,

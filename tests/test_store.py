@@ -19,16 +19,19 @@ from sqlalchemy import create_engine, inspect, text
 import tunelab
 from tunelab.config import parse_config
 from tunelab.errors import ConfigError, DataError
+from tunelab.record import RunRecord
 from tunelab.serving.keys import KeyCache, create_key, import_key_file, list_keys
 from tunelab.store import records
 from tunelab.store.db import MIGRATIONS, engine_for
 
 
-def summary(accuracy: float, per_class: dict[str, float] | None = None) -> dict[str, Any]:
-    return {"task": "text-classification", "model": "minilm-l6", "method": "full",
+def record(accuracy: float, per_class: dict[str, float] | None = None) -> RunRecord:
+    """A run record as training writes it."""
+    return RunRecord.model_validate({
+            "task": "text-classification", "model": "minilm-l6", "method": "full",
             "metric": "accuracy", "lr": 5e-5, "test": {"accuracy": accuracy, "n": 10},
             "per_class_f1": per_class or {}, "sources": {"train": "train.csv"},
-            "fingerprints": {"train": "ab" * 32}, "train": {"epochs": 1.0, "seconds": 1.0}}
+            "fingerprints": {"train": "ab" * 32}, "train": {"epochs": 1.0, "seconds": 1.0}})
 
 
 def test_migrations_build_the_schema_in_an_empty_database(store_url: str) -> None:
@@ -53,7 +56,7 @@ def test_training_records_the_run(store_url: str, tiny_config: dict[str, Any]) -
     assert run.name == "tiny" and run.metric == "accuracy"
     assert run.metric_value == pytest.approx(result.metrics["test"]["accuracy"])
     assert {m.name for m in run.metrics} >= {"accuracy", "f1_macro"}
-    assert set(run.summary["per_class_f1"]) == {"negative", "positive"}
+    assert set(run.record.per_class_f1) == {"negative", "positive"}
     [(listed, stage)] = records.list_runs()
     assert listed.id == run.id and stage == "candidate"
 
@@ -61,7 +64,7 @@ def test_training_records_the_run(store_url: str, tiny_config: dict[str, Any]) -
 def test_promote_archives_the_previous_and_rollback_restores_it(
         store_url: str, tmp_path: Path) -> None:
     for name, accuracy in (("a", 0.8), ("b", 0.9)):
-        records.record_run(tmp_path / name, summary(accuracy))
+        records.record_run(tmp_path / name, record(accuracy))
     assert records.production() is None
     with pytest.raises(ConfigError, match="no production model"):
         records.rollback()
@@ -81,10 +84,10 @@ import sys
 from pathlib import Path
 from tunelab.store.records import add_feedback, record_run
 sys.path.insert(0, {tests!r})
-from test_store import summary
+from test_store import record
 for i in range(25):
     run = Path({base!r}) / f"{{sys.argv[1]}}-{{i}}"
-    record_run(run, summary(i / 25))
+    record_run(run, record(i / 25))
     add_feedback(run, "v1", f"text {{i}}", "positive", request_id=f"{{sys.argv[1]}}-{{i}}")
 """
 
@@ -103,8 +106,8 @@ def test_two_processes_record_runs_and_feedback_at_once_and_nothing_is_lost(
 
 
 def test_compare_shows_metric_and_per_class_changes(store_url: str, tmp_path: Path) -> None:
-    records.record_run(tmp_path / "old", summary(0.8, {"neg": 0.7, "pos": 0.9}))
-    records.record_run(tmp_path / "new", summary(0.85, {"neg": 0.8, "pos": 0.9, "mixed": 0.5}))
+    records.record_run(tmp_path / "old", record(0.8, {"neg": 0.7, "pos": 0.9}))
+    records.record_run(tmp_path / "new", record(0.85, {"neg": 0.8, "pos": 0.9, "mixed": 0.5}))
     result = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "compare", "old",
                              "new"], capture_output=True, text=True,
                             env={**os.environ, "TUNELAB_DB_URL": store_url, "COLUMNS": "120"})
@@ -190,7 +193,7 @@ except ConfigError as error:
 def test_concurrent_promotions_and_key_creations_leave_one_winner(
         store_url: str, tmp_path: Path) -> None:
     for i in range(8):
-        records.record_run(tmp_path / f"r{i}", summary(i / 10))
+        records.record_run(tmp_path / f"r{i}", record(i / 10))
     records.promote("r0")
     script = RACER.format(tests=str(ROOT / "tests"))
     env = {**os.environ, "TUNELAB_DB_URL": store_url}
@@ -213,7 +216,7 @@ def test_concurrent_promotions_and_key_creations_leave_one_winner(
 
 def test_promoting_the_production_model_again_archives_nothing(store_url: str,
                                                                 tmp_path: Path) -> None:
-    records.record_run(tmp_path / "solo", summary(0.9))
+    records.record_run(tmp_path / "solo", record(0.9))
     records.promote("solo")
     promoted, previous = records.promote("solo")
     assert promoted.name == "solo" and previous is None

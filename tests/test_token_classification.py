@@ -40,11 +40,10 @@ def conll_file(path: Path, sentences: int = 1) -> Path:
 def read_examples(path: Path, **data: Any):
     config = parse_config({"data": {"train": str(path), **data},
                            "task": {"type": "token-classification"}})
-    task = TokenClassification.from_config(config)
     options = ReaderOptions(tag_column=config.data.tag_column)
-    examples = task.examples_from_table(read_table(path, config.data.format, options), config)
-    task.labels = task.label_set(examples)
-    return task, examples
+    examples = TokenClassification.examples_from_table(
+        read_table(path, config.data.format, options), config)
+    return TokenClassification.from_config(config, examples), examples
 
 
 # --- readers -----------------------------------------------------------------
@@ -89,8 +88,7 @@ def test_jsonl_with_tokens_or_character_spans(tmp_path: Path) -> None:
         ' [13, 21, "LOC"]]}\n')
     config = parse_config({"data": {"train": str(path), "tag_scheme": "iobes"},
                            "task": {"type": "token-classification"}})
-    task = TokenClassification.from_config(config)
-    examples = task.examples_from_table(read_table(path), config)
+    examples = TokenClassification.examples_from_table(read_table(path), config)
     assert examples.tags[0] == ["B-PER", "O"]
     assert examples.tokens[1] == ["Bob", "moved", "to", "New", "York", "."]
     assert examples.tags[1] == ["B-PER", "O", "O", "B-LOC", "I-LOC", "O"]

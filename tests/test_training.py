@@ -16,6 +16,7 @@ from conftest import sentiment_rows, write_csv
 
 import tunelab
 from tunelab.config import parse_config
+from tunelab.record import RunRecord
 from tunelab.runner import RunResult
 
 
@@ -51,6 +52,23 @@ def test_run_directory_holds_everything(tiny_config: dict[str, Any]) -> None:
     assert resolved["training"]["lr"] == pytest.approx(tiny_config["training"]["lr"])
     assert "gain over majority class" in result.report and "weighted avg" in result.report
     assert "## Limits" in (run / "README.md").read_text()
+    assert RunRecord.read(run).test == metrics["test"]  # metrics.json is the typed record
+
+
+def test_the_model_card_is_a_hugging_face_card_with_the_test_metrics(
+        tiny_config: dict[str, Any]) -> None:
+    from huggingface_hub import ModelCard
+
+    run = train(tiny_config).run_dir
+    card = ModelCard.load(run / "README.md")  # the hub's own parser
+    [result] = card.data.to_dict()["model-index"][0]["results"]
+    record = RunRecord.read(run)
+    shown = {m["type"]: m["value"] for m in result["metrics"]}
+    assert shown == {name: pytest.approx(record.test[name])
+                     for name in ("accuracy", "f1_macro", "f1_micro", "f1_weighted")}
+    assert card.data.pipeline_tag == "text-classification" and "tunelab" in card.data.tags
+    assert card.data.base_model == str(tiny_config["model"]["name"])
+    assert "tunelab.load(" in card.text and "## Intended use" in card.text
 
 
 def losses(result: RunResult) -> list[float]:

@@ -76,7 +76,7 @@ def tokenise_cache_timing() -> dict[str, float]:
     from tunelab.config import parse_config
     from tunelab.data.token_cache import cached_encode
     from tunelab.models import resolve_model
-    from tunelab.training.inputs import load_splits
+    from tunelab.run_data import load_splits
 
     os.environ["TUNELAB_CACHE_DIR"] = tempfile.mkdtemp()
     conll = DATASETS / "conll2003"

@@ -1,4 +1,6 @@
-"""The public Python API: train, evaluate, load."""
+"""The public Python API: train, evaluate, load, export, and the model's life
+after training (promote, rollback, feedback, drift checks, retrain). The CLI and the
+service call these; they call training, evaluation and export."""
 
 from __future__ import annotations
 
@@ -8,11 +10,16 @@ from typing import Any
 
 from tunelab.config import RunConfig, load_config
 from tunelab.evaluation.plots import save_figure
-from tunelab.evaluation.summary import eval_report
+from tunelab.evaluation.report import eval_report
+from tunelab.lifecycle import check_drift, export_feedback, promote, rollback
+from tunelab.lifecycle_options import MonitorOptions, RetrainOptions
 from tunelab.predictor import Predictor
 from tunelab.rundir import write_json, write_text
 from tunelab.runner import RunResult, train_run
 from tunelab.tasks.base import EvalResult
+
+__all__ = ["MonitorOptions", "RetrainOptions", "check_drift", "evaluate", "export",
+           "export_feedback", "load", "promote", "retrain", "rollback", "train"]
 
 
 def train(config: RunConfig | str | Path, overrides: list[str] | None = None,
@@ -47,9 +54,19 @@ def evaluate(run: str | Path, data: str | Path, overrides: list[str] | None = No
 
 
 def export(run: str | Path, format: str = "onnx", **options: Any) -> dict[str, Any]:
-    """Export a run (ONNX: merged, fused, int8) after checking it agrees with PyTorch;
-    returns the export report. Raises ExportError, writing nothing, when the check fails."""
+    """Export a run with a registered exporter (ONNX: merged, fused, int8) after checking it
+    agrees with PyTorch; returns the export report. Raises ExportError, writing nothing,
+    when the check fails. `options` are the exporter's Options fields."""
     from tunelab import registry
+    from tunelab.config import validate_options
 
-    exporter, options_class = registry.exporters.get(format)
-    return exporter(Path(run), options_class(**options))
+    exporter = registry.exporters.get(registry.exporters.check(format))()
+    return exporter.export(Path(run), validate_options(exporter.Options, options))
+
+
+def retrain(run: str | Path, options: RetrainOptions | None = None, **values: Any) -> Any:
+    """Continue a run on new examples plus rehearsal; promote it only if it learned them
+    without forgetting (see tunelab.retrain)."""
+    from tunelab.retrain import retrain as run_retrain
+
+    return run_retrain(Path(run), options or RetrainOptions(**values))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from tunelab import cli_lifecycle
+from tunelab.cli_options import options_from
 from tunelab.console import err, out, quiet_libraries
 from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, TunelabError
+from tunelab.serving.settings import ServeSettings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -91,91 +93,55 @@ def evaluate(
     out.print(f"written to {folder}")
 
 
+def _export_flags() -> type[BaseModel]:
+    """Every registered exporter's options, as one set of flags (each exporter takes its own)."""
+    from pydantic import create_model
+
+    from tunelab import registry
+    from tunelab.export.base import ExportOptions
+
+    fields: dict[str, Any] = {}
+    for name in registry.exporters.names():
+        own = registry.exporters.get(name).Options.model_fields
+        fields.update({key: (field.annotation, field) for key, field in own.items()
+                       if key not in ExportOptions.model_fields})
+    return create_model("ExportFlags", __base__=ExportOptions, **fields)
+
+
 @app.command()
+@options_from(_export_flags())
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
-    data: Annotated[Path | None, typer.Option(help="Labelled file for the agreement check "
-                                              "(default: the run's test, else dev file)")] = None,
-    quantize: Annotated[bool, typer.Option(help="Also write the int8 model")] = True,
-    min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.99,
-    max_drop: Annotated[float, typer.Option(help="Largest metric drop allowed, in points")
-                        ] = 1.0,
+    options: BaseModel,
+    format_: Annotated[str, typer.Option("--format", help="Exporter (see `tunelab export "
+                                         "--help`): onnx")] = "onnx",
 ) -> None:
-    """Export to ONNX (LoRA merged, graph fused) and int8; refuse if it disagrees with PyTorch."""
+    """Export a run for serving (ONNX: adapter merged, graph fused, int8), refused if it
+    disagrees with PyTorch."""
     quiet_libraries()
+    from tunelab import registry
     from tunelab.api import export as run_export
-    from tunelab.export.onnx import report_markdown
 
-    report = run_export(run, data=data, quantize=quantize, min_agreement=min_agreement,
-                        max_drop_points=max_drop)
-    out.print(report_markdown(report), markup=False, highlight=False, soft_wrap=True)
-    out.print(f"written to {Path(report['run']) / 'export'}")
+    exporter = registry.exporters.get(registry.exporters.check(format_))
+    values = {k: v for k, v in options.model_dump().items() if k in exporter.Options.model_fields}
+    report = run_export(run, format_, **values)
+    out.print(exporter.markdown(report), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"written to {exporter.folder(Path(report['run']))}")
 
 
 @app.command()
+@options_from(ServeSettings)
 def serve(
     run: Annotated[Path | None, typer.Argument(help="Run directory, such as runs/demo "
                                                "(default: the production model)")] = None,
-    follow_production: Annotated[bool, typer.Option(
-        help="Swap to each newly promoted model (`tunelab models promote`) without dropping "
-        "requests")] = False,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Processes (each loads the model)")] = 1,
-    backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
-                                         "torch), torch, onnx, onnx-fp32")] = "auto",
-    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys "
-                                          "(local testing only)")] = False,
-    max_batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    max_wait_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
-    max_texts: Annotated[int, typer.Option(min=1, help="Texts per request")] = 64,
-    max_chars: Annotated[int, typer.Option(min=1, help="Characters per text")] = 2000,
-    rate_limit: Annotated[float, typer.Option(min=0.0, help="Requests/s per key and worker "
-                                              "(0: off)")] = 100.0,
-    max_queue: Annotated[int, typer.Option(min=1, help="Texts waiting for the model; past "
-                                           "it, 503 with Retry-After at once")] = 256,
-    log_texts: Annotated[bool, typer.Option(help="Log raw request texts")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads per worker")
-                       ] = None,
+    options: ServeSettings | None = None,
 ) -> None:
     """Serve a run over HTTP: micro-batched predictions, API keys, limits, /metrics."""
     quiet_libraries()
-    import uvicorn
+    from tunelab.serving.server import serve as run_service
 
-    from tunelab.predictor import exported_model, model_dir_of
-    from tunelab.serving.app import SETTINGS_ENV, ServeSettings, create_app, settings_to_env
-    from tunelab.serving.keys import LEGACY_KEYS_FILE, list_keys
-    from tunelab.store.db import describe_database
-
-    if run is None:
-        from tunelab.store.records import production
-
-        current = production()
-        if current is None:
-            raise TunelabError("no RUN given and no production model; give a run directory "
-                               "or promote one with `tunelab models promote RUN`")
-        run = Path(current.path)
-    # clear errors before any worker starts: not a run, or no export for --backend onnx
-    exported_model(model_dir_of(run).parent, backend)
-    if not no_auth and not list_keys():
-        legacy = (f"; import the old key file with `tunelab keys import {LEGACY_KEYS_FILE}`"
-                  if LEGACY_KEYS_FILE.is_file() else "")
-        raise TunelabError(f"no API keys in the store ({describe_database()}); create one "
-                           "with `tunelab keys create --name NAME`, or pass --no-auth for "
-                           f"local testing{legacy}")
-    settings = ServeSettings(run=run, backend=backend, auth=not no_auth,
-                             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                             max_texts=max_texts, max_chars=max_chars, rate_limit=rate_limit,
-                             rate_burst=max(1, int(rate_limit * 2)), max_queue=max_queue,
-                             log_texts=log_texts,
-                             threads=threads, follow_production=follow_production)
-    common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
-              "timeout_graceful_shutdown": 30}
-    if workers == 1:
-        uvicorn.run(create_app(settings), **common)
-    else:
-        os.environ[SETTINGS_ENV] = settings_to_env(settings)
-        uvicorn.run("tunelab.serving.app:app_from_env", factory=True, workers=workers, **common)
+    assert options is not None
+    run_service(options.model_copy(update={"run": run}))
 
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson"}
@@ -232,6 +198,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
                                          "torch), torch, onnx, onnx-fp32")] = "auto",
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="A request option of the run's task: --option KEY=VALUE (YAML "
+        "value; repeatable)")] = None,
 ) -> None:
     """Predict labels and per-class probabilities for texts or a file."""
     from tunelab.rundir import write_jsonl
@@ -253,7 +222,8 @@ def predict(
     warn_if_unreadable(model.tokenizer, [i if isinstance(i, str) else " ".join(i)
                                          for i in inputs], "the input",
                        str(model.meta.get("base_model")))
-    predictions = model.predict(inputs, batch_size=batch_size)
+    request = model.request(_request_options(option or []))
+    predictions = model.predict(inputs, batch_size, **request.model_dump())
     rows = [{("pair" if isinstance(item, list) else "text"): item, **pred}
             for item, pred in zip(inputs, predictions, strict=True)]
     if output is not None:
@@ -262,6 +232,15 @@ def predict(
     else:
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _request_options(assignments: list[str]) -> dict[str, Any]:
+    from tunelab.config import apply_override
+
+    values: dict[str, Any] = {}
+    for assignment in assignments:
+        apply_override(values, assignment, "--option", "digits=2")
+    return values
 
 
 for group_name, group in cli_lifecycle.GROUPS.items():

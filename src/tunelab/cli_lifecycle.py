@@ -3,15 +3,15 @@ feedback, drift monitoring and retraining. `tunelab.cli` mounts them."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tunelab.cli_options import options_from
 from tunelab.console import err, out, quiet_libraries
-from tunelab.errors import TunelabError
+from tunelab.lifecycle_options import MonitorOptions, RetrainOptions
 
 keys_app = typer.Typer(help="API keys for `tunelab serve`, kept hashed in the project store.",
                        no_args_is_help=True)
@@ -94,12 +94,12 @@ def runs_show(run: RunRef) -> None:
     from tunelab.store.records import find_run
 
     found = find_run(run)
-    summary = found.summary
+    record = found.record
     out.print(f"run {found.id}: {found.name} ({found.path})", highlight=False)
     out.print(f"task {found.task}, model {found.base_model}, method {found.method}, lr "
-              f"{summary.get('lr')}, {summary['train']['epochs']:.2f} epochs in "
-              f"{summary['train']['seconds']:.0f} s", highlight=False)
-    for name, value in summary["test"].items():
+              f"{record.lr}, {record.train.epochs:.2f} epochs in "
+              f"{record.train.seconds:.0f} s", highlight=False)
+    for name, value in record.test.items():
         out.print(f"  {name:<20} {value:.4f}" if isinstance(value, float) else
                   f"  {name:<20} {value}", highlight=False)
 
@@ -112,16 +112,15 @@ def runs_compare(a: RunRef, b: RunRef) -> None:
     from tunelab.store.records import find_run
 
     first, second = find_run(a), find_run(b)
+    before, after = first.record, second.record
     table = Table("metric", first.name, second.name, "change")
-    for name, value in first.summary["test"].items():
-        other = second.summary["test"].get(name)
+    for name, value in before.test.items():
+        other = after.test.get(name)
         if isinstance(value, float) and isinstance(other, float):
             table.add_row(name, f"{value:.4f}", f"{other:.4f}", f"{other - value:+.4f}")
     out.print(table)
-    before = first.summary.get("per_class_f1", {})
-    after = second.summary.get("per_class_f1", {})
-    rows = sorted(((label, before.get(label), after.get(label)) for label in
-                   dict.fromkeys([*before, *after])),
+    rows = sorted(((label, before.per_class_f1.get(label), after.per_class_f1.get(label))
+                   for label in dict.fromkeys([*before.per_class_f1, *after.per_class_f1])),
                   key=lambda row: -abs((row[2] or 0.0) - (row[1] or 0.0)))
     classes = Table("class", f"F1 {first.name}", f"F1 {second.name}", "change")
     for label, x, y in rows:
@@ -141,124 +140,53 @@ def feedback_export(
     run: Annotated[Path | None, typer.Option(help="Only feedback on this run's model")] = None,
 ) -> None:
     """Write stored feedback as a labelled dataset (CSV with the run's column names)."""
-    from tunelab.rundir import write_csv
-    from tunelab.store.records import feedback_rows
+    from tunelab.lifecycle import export_feedback
 
-    rows = feedback_rows(run)
-    if not rows:
-        raise TunelabError("no feedback stored" + (f" for {run}" if run else "") +
-                           "; send corrections to POST /v1/feedback first")
-    columns = {"text_column": "text", "label_column": "label"}
-    if run is not None:  # the run's own column names, so the file trains it as it is
-        from tunelab.predictor import run_columns
-
-        columns = run_columns(run)
-    write_csv(output, [columns["text_column"], columns["label_column"], "predicted",
-                       "model_version", "created_at"],
-              ([row.text, row.correct_label, row.predicted or "", row.model_version,
-                row.created_at.isoformat()] for row in rows))
-    out.print(f"wrote {len(rows)} examples to {output}")
+    count = export_feedback(output, run)
+    out.print(f"wrote {count} examples to {output}")
 
 
+@options_from(MonitorOptions)
 def monitor(
     run: Annotated[Path, typer.Argument(help="The run being served (its held-out predictions "
                                         "are the reference)")],
-    url: Annotated[str, typer.Option(help="Base URL of `tunelab serve`")] =
-    "http://127.0.0.1:8000",
-    key: Annotated[str | None, typer.Option(envvar="TUNELAB_API_KEY",
-                                            help="API key (or TUNELAB_API_KEY)")] = None,
-    threshold: Annotated[float, typer.Option(help="PSI that counts as drift")] = 0.2,
-    min_predictions: Annotated[int, typer.Option(help="Fewer served predictions than this "
-                                                 "are not judged")] = 100,
-    webhook: Annotated[str | None, typer.Option(help="POST the report here on drift "
-                                                "(localhost only)")] = None,
+    options: MonitorOptions,
 ) -> None:
     """Compare the served prediction distribution with the run's held-out one (PSI). Exits 3
     on drift, for cron; logs an alert line and calls the webhook if given."""
-    import httpx
+    from tunelab.lifecycle import check_drift
 
-    from tunelab.monitoring.drift import compare, summarise
-    from tunelab.predictor import model_dir_of
-
-    reference_file = model_dir_of(run).parent / "predictions.jsonl"
-    if not reference_file.is_file():
-        raise TunelabError(f"{reference_file}: missing; monitor needs a run written by "
-                           "`tunelab train`")
-    reference = summarise(json.loads(line) for line in
-                          reference_file.read_text(encoding="utf-8").splitlines() if line)
-    if not reference["labels"]:
-        raise TunelabError(f"{run}: monitor compares single-label predictions; this run has "
-                           "none")
-    if webhook and httpx.URL(webhook).host not in ("127.0.0.1", "localhost", "::1"):
-        raise TunelabError(f"--webhook {webhook}: only localhost webhooks are allowed")
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/v1/monitor", timeout=10,
-                             headers={"Authorization": f"Bearer {key}"} if key else {})
-    except httpx.HTTPError as error:
-        raise TunelabError(f"{url}: cannot reach the service ({error}); is `tunelab serve` "
-                           "running?") from None
-    if response.status_code != 200:
-        raise TunelabError(f"{url}/v1/monitor answered {response.status_code}: "
-                           f"{response.text[:200]}; check --key")
-    report = compare(reference, response.json())
+    check = check_drift(run, options)
+    report = check.report
     out.print(f"reference: {report.n_reference} held-out predictions of {run}; served: "
               f"{report.n_current} recent predictions")
     out.print(f"PSI labels {report.label_psi:.3f}, confidence {report.confidence_psi:.3f} "
-              f"(threshold {threshold})")
+              f"(threshold {options.threshold})")
     for label, before, now, term in report.per_label[:10]:
         out.print(f"  {label:<30} {before:7.1%} -> {now:7.1%}   PSI {term:+.3f}")
-    if report.n_current < min_predictions:
-        out.print(f"too few served predictions to judge (< {min_predictions})")
+    if not check.judged:
+        out.print(f"too few served predictions to judge (< {options.min_predictions})")
         return
-    if report.psi > threshold:
-        from tunelab.serving.observability import json_logger
-
-        alert = {"run": str(run), "psi_labels": round(report.label_psi, 4),
-                 "psi_confidence": round(report.confidence_psi, 4), "threshold": threshold,
-                 "top_shifts": [row[0] for row in report.per_label[:5]]}
-        json_logger("tunelab.monitor").warning("drift", extra={"fields": alert})
-        if webhook:
-            try:
-                httpx.post(webhook, json=alert, timeout=10).raise_for_status()
-            except httpx.HTTPError as error:  # the drift verdict stands without the webhook
-                err.print(f"warning: webhook {webhook} failed ({error}); drift is still "
-                          "reported by the exit code", markup=False, highlight=False)
+    if check.drift:
+        if check.webhook_error:
+            err.print(f"warning: webhook {options.webhook} failed ({check.webhook_error}); "
+                      "drift is still reported by the exit code", markup=False,
+                      highlight=False)
         raise typer.Exit(3)
     out.print("no drift")
 
 
+@options_from(RetrainOptions)
 def retrain(
     run: Annotated[Path, typer.Argument(help="The run to continue (a full fine-tuning run)")],
-    data: Annotated[Path | None, typer.Option(help="New labelled examples (the run's "
-                                              "columns)")] = None,
-    feedback: Annotated[bool, typer.Option(help="Use the feedback stored for this run")
-                        ] = False,
-    rehearsal: Annotated[float, typer.Option(min=0.0, help="Original examples rehearsed per "
-                                             "new training example")] = 3.0,
-    holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of the new "
-                                           "examples held back to score the result")] = 0.2,
-    tolerance: Annotated[float, typer.Option(min=0.0, help="Points the original test metric "
-                                             "may drop before promotion is refused")] = 1.0,
-    without_rehearsal: Annotated[bool, typer.Option(help="Also train without rehearsal, to "
-                                                    "show the forgetting")] = False,
-    epochs: Annotated[float, typer.Option(min=0.1)] = 3.0,
-    lr: Annotated[float | None, typer.Option(help="Default: the run's")] = None,
-    name: Annotated[str | None, typer.Option(help="New run name (default: RUN-retrain)")
-                    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier retrain of that name "
-                                            "(never the production model)")] = False,
-    promote: Annotated[bool, typer.Option(help="Promote when the gate passes")] = True,
+    options: RetrainOptions,
 ) -> None:
     """Fine-tune a run on new examples plus rehearsal of its original data; promote it only
     if the original test metric holds and the new examples improve."""
     quiet_libraries()
-    from tunelab.retrain import RetrainOptions
     from tunelab.retrain import retrain as run_retrain
 
-    result = run_retrain(run, RetrainOptions(
-        data=data, feedback=feedback, rehearsal=rehearsal, holdout=holdout,
-        tolerance=tolerance, without_rehearsal=without_rehearsal, epochs=epochs, lr=lr,
-        name=name, overwrite=overwrite, promote=promote))
+    result = run_retrain(run, options)
     out.print((result.run_dir / "retrain.md").read_text(encoding="utf-8"), markup=False,
               highlight=False)
     out.print(f"written to {result.run_dir}")
@@ -273,7 +201,7 @@ def models_list() -> None:
 @models_app.command("promote")
 def models_promote(run: RunRef) -> None:
     """Make a run's model the production version (the previous one is archived)."""
-    from tunelab.store.records import promote
+    from tunelab.lifecycle import promote
 
     promoted, previous = promote(run)
     out.print(f"production: {promoted.name} (run {promoted.id})"
@@ -283,7 +211,7 @@ def models_promote(run: RunRef) -> None:
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Put the previous production version back."""
-    from tunelab.store.records import rollback
+    from tunelab.lifecycle import rollback
 
     restored, replaced = rollback()
     out.print(f"production: {restored.name} (run {restored.id}); archived {replaced.name} "

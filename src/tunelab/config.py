@@ -6,8 +6,9 @@ name the closest valid key; bad values are errors that name the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -23,6 +24,22 @@ from pydantic import (
 from tunelab import registry
 from tunelab.errors import ConfigError, did_you_mean
 
+
+def validate_options(model: type[BaseModel], values: dict[str, Any],
+                     where: Callable[[str], str] = lambda name: name) -> Any:
+    """`model(**values)`, or a one-line ConfigError naming the field (as `where` spells it)
+    and what is wrong with it."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        got = first.get("input")
+        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        raise ConfigError(f"{where(name)}: {first['msg'].removeprefix('Value error, ')}"
+                          f"{shown}") from None
+
+
 # Header-less files name their columns by position: `text_column: 0`.
 Column = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
@@ -37,13 +54,48 @@ class ModelConfig(Section):
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
 
 
-class TaskConfig(Section):
+class Choice(BaseModel):
+    """A section that picks a registered implementation by name (`key`); its other keys are
+    that implementation's options, validated by its `Options` model."""
+
+    model_config = ConfigDict(extra="allow")
+    key: ClassVar[str]
+    registry_name: ClassVar[str]
+
+    @classmethod
+    def implementation(cls, name: str) -> Any:
+        return getattr(registry, cls.registry_name).get(name)
+
+    def chosen(self) -> str:
+        return getattr(self, self.key)
+
+    def option_values(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def options(self) -> BaseModel:
+        return self.implementation(self.chosen()).Options(**self.option_values())
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> Choice:
+        options_cls = self.implementation(self.chosen()).Options
+        try:
+            validated = options_cls(**self.option_values())
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+        for key, value in validated.model_dump().items():
+            setattr(self, key, value)
+        return self
+
+
+class TaskConfig(Choice):
+    """`type` picks a registered task; the other keys are that task's options."""
+
+    key = "type"
+    registry_name = "tasks"
     type: str = "text-classification"
-    multi_label: bool = False
-    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    # A fixed label order (default: the training labels, sorted). Continuing a trained model
-    # keeps its order and appends new labels, so its head rows stay where they were.
-    labels: list[str] | None = None
 
     @field_validator("type")
     @classmethod
@@ -120,33 +172,17 @@ class EvaluationConfig(Section):
     probe_max_examples: int = Field(default=2000, ge=10)
 
 
-class MethodConfig(BaseModel):
+class MethodConfig(Choice):
     """`name` picks a registered method; the other keys are that method's options."""
 
-    model_config = ConfigDict(extra="allow")
+    key = "name"
+    registry_name = "methods"
     name: str = "full"
 
     @field_validator("name")
     @classmethod
     def _known_method(cls, value: str) -> str:
         return registry.methods.check(value)
-
-    @model_validator(mode="after")
-    def _validate_options(self) -> MethodConfig:
-        options_cls = registry.methods.get(self.name).Options
-        try:
-            validated = options_cls(**(self.model_extra or {}))
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
-        for key, value in validated.model_dump().items():
-            setattr(self, key, value)
-        return self
-
-    @property
-    def options(self) -> BaseModel:
-        return registry.methods.get(self.name).Options(**(self.model_extra or {}))
 
 
 class RunConfig(Section):
@@ -173,6 +209,11 @@ class RunConfig(Section):
     def _method_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
     @property
     def run_dir(self) -> Path:
         return self.output_dir / self.name
@@ -188,10 +229,10 @@ def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) 
         return
     fields = model_cls.model_fields
     allowed = set(fields)
-    if model_cls is MethodConfig:
-        name = raw.get("name", "full")
-        if name in registry.methods:
-            allowed |= set(registry.methods.get(name).Options.model_fields)
+    if issubclass(model_cls, Choice):
+        name = raw.get(model_cls.key, fields[model_cls.key].default)
+        if name in getattr(registry, model_cls.registry_name):
+            allowed |= set(model_cls.implementation(name).Options.model_fields)
     for key, value in raw.items():
         where = f"{prefix}{key}"
         if key not in allowed:
@@ -215,11 +256,12 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     return f"{source}: {where}: {message}{got_text}; fix this value in the config"
 
 
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one `--set a.b.c=value` override to a raw config dict; the value is parsed as YAML."""
+def apply_override(raw: dict[str, Any], assignment: str, flag: str = "--set",
+                   example: str = "training.lr=3e-5") -> None:
+    """Apply one `--set a.b.c=value` override to a raw dict; the value is parsed as YAML."""
     key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, for example training.lr=3e-5")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag} {assignment}: expected KEY=VALUE, for example {example}")
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
@@ -227,7 +269,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         if isinstance(child, str) and part == "method":
             child = node[part] = {"name": child}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment}: '{part}' is a value, not a section")
+            raise ConfigError(f"{flag} {assignment}: '{part}' is a value, not a section")
         node = child
     node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
 
@@ -257,8 +299,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw or {}
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
-    raw = read_yaml(path)
+def load_config(path: Path, overrides: list[str] | None = None,
+                missing: dict[str, Any] | None = None, saved: bool = False) -> RunConfig:
+    """The one way a config is read: YAML, then `--set` overrides, then validation. A run
+    written without a config.yaml passes `missing`, the raw config to use instead. `saved`:
+    the config.yaml of a finished run, whose task section may hold keys an older tunelab
+    wrote for every task (multi_label and threshold on NER runs); those are dropped."""
+    raw = read_yaml(path) if missing is None or path.is_file() else dict(missing)
+    task = raw.get("task")
+    if saved and isinstance(task, dict) and task.get("type", "text-classification") in \
+            registry.tasks:
+        known = {"type", *registry.tasks.get(task.get("type", "text-classification"))
+                 .Options.model_fields}
+        raw["task"] = {key: value for key, value in task.items() if key in known}
     for assignment in overrides or []:
         apply_override(raw, assignment)
     return parse_config(raw, source=str(path))

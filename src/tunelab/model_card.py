@@ -1,58 +1,41 @@
-"""The model card written as README.md in a run directory."""
+"""The model card written as README.md in a run directory: the Hugging Face model-card
+format (YAML front matter with the model-index test metrics), rendered from the run
+record by huggingface_hub's template machinery."""
 
 from __future__ import annotations
 
-from typing import Any
+from importlib.resources import files
 
-from tunelab.config import RunConfig
-from tunelab.evaluation.summary import comparison_table
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from tunelab.evaluation.report import comparison_table
+from tunelab.models import hub_id
+from tunelab.record import RunRecord
 from tunelab.tasks.base import Task
 
 
-def model_card(config: RunConfig, task: Task, summary: dict[str, Any],
-               rows: dict[str, dict[str, float]], per_class: str) -> str:
-    train, sizes, labels = summary["train"], summary["sizes"], summary["labels"]
+def card_data(record: RunRecord, headline: tuple[str, ...]) -> ModelCardData:
+    """The front matter: base model, tags and the test split's headline metrics."""
+    test_source = record.sources.get("test", "test split")
+    results = [EvalResult(task_type=record.task, dataset_type="custom",
+                          dataset_name=test_source, dataset_split="test",
+                          metric_type=name, metric_value=float(record.test[name]),
+                          metric_name=f"test {name}")
+               for name in headline if isinstance(record.test.get(name), float | int)]
+    return ModelCardData(model_name=record.name, base_model=hub_id(record.model),
+                         library_name="transformers", pipeline_tag=record.task,
+                         tags=["tunelab", record.task, f"method-{record.method}"],
+                         eval_results=results or None)
+
+
+def model_card(record: RunRecord, task: Task, per_class: str, run_path: str,
+               adapter: bool) -> str:
+    labels = record.labels
     shown = ", ".join(labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
-    sources = "\n".join(
-        f"| {split} | {source} | `{summary['fingerprints'].get(split, '-')[:16]}` |"
-        for split, source in summary["sources"].items())
-    trained = f"{train['trainable_parameters']:,} of {train['total_parameters']:,}"
-    return f"""# {config.name}
-
-A {summary['task']} model fine-tuned with tunelab from `{config.model.name}`.
-
-## Model
-- Base model: `{config.model.name}`
-- Method: `{config.method.name}`; {trained} parameters trained
-- Labels ({len(labels)}): {shown}
-- {task.head_description()}
-- Inputs are truncated to {config.data.max_length} tokens.
-
-## Training data
-| split | source | sha256 (first 16) |
-|---|---|---|
-{sources}
-
-Sizes: train {sizes['train']}, dev {sizes['dev']}, test {sizes['test']}. Seed {config.seed};
-learning rate {summary['lr']}; up to {config.training.epochs} epochs, early stopping on dev
-`{summary['metric']}`. Training took {train['seconds']:.1f} s
-({train['samples_per_second']:.1f} samples/s) on {summary['hardware']}.
-
-## Evaluation (test split)
-```
-{comparison_table(rows, task.headline_metrics)}
-```
-
-```
-{per_class.rstrip()}
-```
-
-## Intended use
-{task.intended_use}
-
-## Limits
-- Scores hold for data like the test split. Texts from another domain, language or period
-  may score lower; evaluate on your own data with `tunelab eval`.
-- Biases of the base model `{config.model.name}` and of the training data carry over.
-- Text beyond {config.data.max_length} tokens is not seen.
-"""
+    template = files("tunelab").joinpath("templates/model_card.md").read_text("utf-8")
+    card = ModelCard.from_template(
+        card_data(record, task.headline_metrics), template_str=template, record=record, labels_shown=shown,
+        head_description=task.head_description(), intended_use=task.intended_use,
+        comparison=comparison_table(record.rows(), task.headline_metrics),
+        per_class=per_class.rstrip(), run_path=run_path, adapter=adapter)
+    return str(card)

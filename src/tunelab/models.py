@@ -128,3 +128,30 @@ def warn_if_unreadable(tokenizer: Any, texts: list[str], source: str, model: str
             "choose a model that covers it", source, share * 100, model,
             tokenizer.unk_token)
     return share
+
+
+# Config attributes that hold dropout rates, across the encoder families we support.
+DROPOUT_ATTRIBUTES = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+    "classifier_dropout", "hidden_dropout", "attention_probs_dropout",
+)
+
+
+def pretrained_config(resolved: ResolvedModel, dropout: float | None = None,
+                      **settings: Any) -> Any:
+    """The model's transformers config with `settings` applied and, if given, every dropout
+    rate set to `dropout`."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs,
+                                        **settings)
+    if dropout is not None:
+        for attribute in DROPOUT_ATTRIBUTES:
+            if isinstance(getattr(config, attribute, None), float):
+                setattr(config, attribute, dropout)
+    return config
+
+
+def hub_id(name: str) -> str:
+    """The Hugging Face hub id of a packaged alias (for model cards); other names as given."""
+    return next((hub for hub, alias in ALIASES.items() if alias == name and "/" in hub), name)

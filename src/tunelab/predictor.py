@@ -6,15 +6,17 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from transformers import AutoTokenizer
 
 from tunelab import registry
-from tunelab.config import RunConfig, apply_override, parse_config, read_yaml
+from tunelab.config import RunConfig, load_config, read_yaml, validate_options
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, ModelError
+from tunelab.export.base import Exporter
+from tunelab.run_data import read_examples
 from tunelab.rundir import MODEL_META, read_json
 from tunelab.tasks.base import EvalResult, Task
-from tunelab.training.inputs import read_examples
 
 
 def model_dir_of(run: str | Path) -> Path:
@@ -40,52 +42,63 @@ def run_columns(run: str | Path) -> dict[str, str]:
     return columns
 
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-fp32")
+def backends() -> list[str]:
+    """auto, torch, then each registered exporter's backends."""
+    names = ["auto", "torch"]
+    for exporter in registry.exporters.names():
+        names += list(registry.exporters.get(exporter).backends)
+    return names
 
 
-def exported_model(run_dir: Path, backend: str) -> Path | None:
-    """The ONNX file a backend choice selects; None means PyTorch."""
-    export = run_dir / "export"
+def exported_model(run_dir: Path, backend: str) -> tuple[type[Exporter], Path] | None:
+    """The exporter and file a backend choice selects; None means PyTorch."""
     if backend == "torch":
         return None
-    names = {"onnx": ["model.int8.onnx", "model.onnx"], "onnx-fp32": ["model.onnx"],
-             "auto": ["model.int8.onnx", "model.onnx"]}[backend]
-    found = next((export / n for n in names if (export / n).is_file()), None)
-    if found is None and backend != "auto":
-        raise ModelError(f"{run_dir}: no exported {names[-1]}; run `tunelab export {run_dir}` "
-                         "first, or use --backend torch")
-    return found
+    if backend not in backends():
+        raise ModelError(f"unknown backend '{backend}'; choose one of: "
+                         f"{', '.join(backends())}")
+    for name in registry.exporters.names():
+        exporter = registry.exporters.get(name)
+        wanted = exporter.default_backend if backend == "auto" else backend
+        if wanted in exporter.backends:
+            found = exporter.find(run_dir, wanted)
+            if found is not None:
+                return exporter, found
+            if backend != "auto":
+                raise ModelError(f"{run_dir}: no {name} export for backend {backend}; run "
+                                 f"`tunelab export {run_dir} --format {name}` first, or use "
+                                 "--backend torch")
+    return None
 
 
 class Predictor:
     """A trained model ready for `predict(texts)` and `evaluate(file)`. `backend`: auto (the
-    exported int8 ONNX model when there is one, else PyTorch), torch, onnx or onnx-fp32."""
+    exported model when there is one, else PyTorch), torch, or an exporter's backend
+    (onnx, onnx-fp32). `model_file` loads that file for the backend instead of the run's."""
 
     def __init__(self, run: str | Path, backend: str = "auto", threads: int | None = None,
-                 spinning: bool = True, onnx_file: Path | None = None) -> None:
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+                 spinning: bool = True, model_file: Path | None = None) -> None:
         self.model_dir = model_dir_of(run)
         self.run_dir = self.model_dir.parent if self.model_dir.name == "model" else self.model_dir
         self.meta = read_json(self.model_dir / MODEL_META)
-        self.task: Task = registry.tasks.get(self.meta["task"])(
-            self.meta["labels"], self.meta["multi_label"], self.meta["threshold"],
-            self.meta["max_length"])
-        onnx_file = onnx_file or exported_model(self.run_dir, backend)
-        self.backend = "torch" if onnx_file is None else onnx_file.name
-        if onnx_file is None:
+        self.task: Task = registry.tasks.get(self.meta["task"]).from_meta(self.meta)
+        exported = exported_model(self.run_dir, backend) if model_file is None else (
+            next(registry.exporters.get(n) for n in registry.exporters.names()
+                 if backend in registry.exporters.get(n).backends), model_file)
+        if exported is None:
+            self.backend = "torch"
             self.model = registry.methods.get(self.meta["method"]).load(
                 self.model_dir, self.task, self.meta)
         else:
-            from tunelab.export.runtime import OnnxModel
-
-            self.model = OnnxModel(onnx_file, threads, spinning)
+            exporter, path = exported
+            self.backend = path.name
+            self.model = exporter.load(path, threads, spinning)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
 
     @property
     def labels(self) -> list[str]:
-        return self.task.labels
+        return list(getattr(self.task, "labels", []))
 
     @functools.cached_property
     def takes_pairs(self) -> bool:
@@ -112,29 +125,35 @@ class Predictor:
                 if problem:
                     raise DataError(f"input {i}: {problem}")
 
-    def predict(self, inputs: str | list[Any], batch_size: int = 64) -> Any:
+    def request(self, options: dict[str, Any] | BaseModel | None) -> BaseModel:
+        """The task's per-request options, validated (see Task.Request)."""
+        if isinstance(options, BaseModel):
+            return options
+        return validate_options(self.task.Request, options or {},
+                                lambda name: f"request option {name or '?'}")
+
+    def predict(self, inputs: str | list[Any], batch_size: int = 64,
+                **options: Any) -> Any:
         """One prediction for one input; a list for a list. A pair model takes
-        [first, second] pairs."""
+        [first, second] pairs. Keyword options are the task's request options."""
         single = isinstance(inputs, str) or (
             self.takes_pairs and isinstance(inputs, tuple) and len(inputs) == 2
             and all(isinstance(t, str) for t in inputs))
         batch = [inputs] if single else list(inputs)
         self.check_inputs(batch)
-        out = self.task.predict(self.model, self.tokenizer, batch, batch_size)
+        out = self.task.predict(self.model, self.tokenizer, batch, batch_size,
+                                self.request(options))
         return out[0] if single else out
 
     def run_config(self, overrides: list[str] | None = None, data: Path | None = None
                    ) -> RunConfig:
-        path = self.run_dir / "config.yaml"
-        raw = read_yaml(path) if path.is_file() else {"data": {"train": str(data)}}
-        for assignment in overrides or []:
-            apply_override(raw, assignment)
-        return parse_config(raw, source=str(path))
+        return load_config(self.run_dir / "config.yaml", overrides,
+                           missing={"data": {"train": str(data)}}, saved=True)
 
     def read_labelled(self, path: Path, config: RunConfig | None = None) -> Any:
         config = config or self.run_config(data=path)
         examples = read_examples(self.task, path, config)
-        self.task.check_labels(examples, "the model's label set")
+        self.task.check_examples(examples, "the model's label set")
         if len(examples) == 0:
             raise DataError(f"{path}: no examples to evaluate")
         return examples

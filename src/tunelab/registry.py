@@ -85,5 +85,5 @@ readers = Registry(
     },
 )
 
-# An exporter entry names a (function, options dataclass) pair.
-exporters = Registry("exporter", {"onnx": "tunelab.export.onnx:EXPORTER"})
+# An exporter entry names an Exporter subclass (tunelab.export.base).
+exporters = Registry("exporter", {"onnx": "tunelab.export.onnx:OnnxExporter"})

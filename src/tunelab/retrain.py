@@ -9,35 +9,20 @@ and optionally against a model retrained without rehearsal.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.config import RunConfig, parse_config, read_yaml
+from tunelab.config import RunConfig
+from tunelab.data.examples import Examples
+from tunelab.data.readers import Table
 from tunelab.errors import ConfigError, DataError
+from tunelab.lifecycle_options import RetrainOptions
 from tunelab.predictor import Predictor
+from tunelab.run_data import read_examples
 from tunelab.rundir import write_csv, write_json, write_text
-from tunelab.tasks.text_classification import TextExamples
-from tunelab.training.inputs import read_examples
 
-
-@dataclass
-class RetrainOptions:
-    data: Path | None = None
-    feedback: bool = False
-    # original examples per new training example (0: none); 3 is the smallest ratio whose
-    # mean old-intent drop stayed within 1 pt on a Banking77 dev split, 3 seeds
-    # (bench/continual.py --select)
-    rehearsal: float = 3.0
-    holdout: float = 0.2  # share of the new examples kept back to score the result
-    tolerance: float = 1.0  # points the original test metric may drop
-    without_rehearsal: bool = False  # also train without rehearsal, to show the forgetting
-    epochs: float = 3.0
-    lr: float | None = None
-    name: str | None = None
-    overwrite: bool = False  # replace an earlier retrain of the same name (never production)
-    promote: bool = True
-    seed: int = 42
+__all__ = ["RetrainOptions", "RetrainResult", "retrain"]
 
 
 @dataclass
@@ -48,7 +33,7 @@ class RetrainResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def new_examples(source: Predictor, config: RunConfig, options: RetrainOptions) -> TextExamples:
+def new_examples(source: Predictor, config: RunConfig, options: RetrainOptions) -> Examples:
     if (options.data is None) == (not options.feedback):
         raise ConfigError("give exactly one of --data FILE or --feedback")
     if options.data is not None:
@@ -64,8 +49,10 @@ def new_examples(source: Predictor, config: RunConfig, options: RetrainOptions) 
     if source.takes_pairs:
         raise ConfigError(f"{source.run_dir}: the model takes text pairs, and feedback holds "
                           "single texts; retrain it with --data FILE (both text columns)")
-    return TextExamples("feedback", [r.id for r in rows], [r.text for r in rows], None,
-                        [r.correct_label for r in rows])
+    text, label = str(config.data.text_column), str(config.data.label_column)
+    table = Table(Path("feedback"), [text, label],
+                  [{text: r.text, label: r.correct_label} for r in rows], [r.id for r in rows])
+    return source.task.examples_from_table(table, config)
 
 
 def split(n: int, fraction: float, rng: random.Random) -> tuple[list[int], list[int]]:
@@ -75,51 +62,33 @@ def split(n: int, fraction: float, rng: random.Random) -> tuple[list[int], list[
     return sorted(order[cut:]), sorted(order[:cut])
 
 
-def write_examples(path: Path, examples: TextExamples, config: RunConfig) -> Path:
-    data = config.data
-    if examples.pairs is None:
-        write_csv(path, [data.text_column, data.label_column],
-                  zip(examples.texts, examples.labels, strict=True))
-    else:
-        write_csv(path, [data.text_column, str(data.text_pair_column), data.label_column],
-                  zip(examples.texts, examples.pairs, examples.labels, strict=True))
-    return path
+def concat(*parts: Examples) -> Examples:
+    return type(parts[0]).concat(parts)
 
 
-def concat(*parts: TextExamples) -> TextExamples:
-    pairs = None if any(p.pairs is None for p in parts) else \
-        [t for p in parts for t in p.pairs or []]
-    return TextExamples("mixed", [i for p in parts for i in p.lines],
-                        [t for p in parts for t in p.texts], pairs,
-                        [lab for p in parts for lab in p.labels])
-
-
-def inputs_of(examples: TextExamples) -> list[Any]:
-    if examples.pairs is None:
-        return list(examples.texts)
-    return [[a, b] for a, b in zip(examples.texts, examples.pairs, strict=True)]
-
-
-def accuracy(predictor: Predictor, examples: TextExamples) -> float:
+def accuracy(predictor: Predictor, examples: Examples) -> float:
+    """Share of examples whose predicted label is the gold one; labels the model does not
+    know count as wrong (the model before retraining meets new labels here)."""
     if not len(examples):
         return float("nan")
-    predicted = predictor.predict(inputs_of(examples))
-    return sum(p["label"] == gold for p, gold in zip(predicted, examples.labels, strict=True)
-               ) / len(examples)
+    predicted = predictor.predict(examples.inputs())
+    gold = examples.labels  # type: ignore[attr-defined]
+    return sum(predictor.task.prediction_labels(p) == [g]
+               for p, g in zip(predicted, gold, strict=True)) / len(examples)
 
 
-def grown_start(source: Predictor, labels: list[str], calibration: TextExamples,
+def grown_start(source: Predictor, labels: list[str], calibration: Examples,
                 directory: Path) -> Path:
     """The source model with head rows for the new labels fitted on its own features, saved
     where retraining starts from it."""
     import torch
 
-    from tunelab.training.head_growth import grow_head, head_inputs, save_grown
+    from tunelab.tasks.head_growth import grow_head, head_inputs, save_grown
 
     with head_inputs(source.model, len(source.labels)):
         features = source.task.logits_for_examples(source.model, source.tokenizer, calibration)
     grown = grow_head(source.model, source.labels, labels, torch.from_numpy(features),
-                      calibration.labels)
+                      calibration.labels)  # type: ignore[attr-defined]
     return save_grown(grown, source.tokenizer, source.meta, labels, directory)
 
 
@@ -136,13 +105,37 @@ def check_target(out: Path, overwrite: bool) -> None:
     refuse_replacing(out, "retrain --overwrite")
 
 
+def kept(examples: Examples, path: Path, config: RunConfig) -> Examples:
+    """Write examples made in memory next to the runs (in the run's own columns), so the
+    run's config names the data it trained on; returns them with that file as source."""
+    columns, rows = examples.to_rows(config.data)
+    write_csv(path, columns, rows)
+    examples.source = str(path)
+    return examples
+
+
+def variant_config(config: RunConfig, name: str, start: Path, labels: list[str],
+                   data: dict[str, Path], options: RetrainOptions) -> RunConfig:
+    """The source run's config, continued from `start` on other data."""
+    changed = config.model_dump()
+    changed.update(name=name, seed=options.seed)  # one seed for the sampling and training
+    changed["model"]["name"] = str(start)
+    changed["task"]["labels"] = labels
+    changed["data"].update({split: str(path) for split, path in data.items()},
+                           format="auto", header=True)
+    changed["training"].update(epochs=options.epochs, lr=options.lr or config.training.lr)
+    changed["evaluation"]["baselines"] = False
+    return RunConfig.model_validate(changed)
+
+
 def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
-    import tunelab
     from tunelab.rundir import check_run_name
+    from tunelab.runner import train_run
 
     source = Predictor(run, "torch")
-    if source.task.name != "text-classification" or source.task.multi_label:
-        raise ConfigError(f"{run}: retrain supports single-label text classification")
+    if source.task.feedback_labels() is None or getattr(source.task, "multi_label", False):
+        raise ConfigError(f"{run}: retrain supports single-label classification; this is a "
+                          f"{source.task.name} model")
     if source.meta.get("method") != "full":
         raise ConfigError(f"{run}: retrain continues full fine-tuning runs; this one used "
                           f"'{source.meta.get('method')}'")
@@ -161,14 +154,14 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     n_rehearse = min(len(old_train) - len(dev_part), round(options.rehearsal * len(fit)))
     rehearsal = old_train.subset(sorted(old_order[:n_rehearse]))
     old_dev = old_train.subset(sorted(old_order[n_rehearse:n_rehearse + len(dev_part)]))
-    labels = list(source.labels) + sorted({lab for lab in fresh.labels} - set(source.labels))
+    fresh_labels = fresh.labels  # type: ignore[attr-defined]
+    labels = list(source.labels) + sorted(set(fresh_labels) - set(source.labels))
 
     name = options.name if options.name is not None else f"{source.run_dir.name}-retrain"
     try:
         check_run_name(name)
     except ValueError as error:
         raise ConfigError(f"--name: {error}") from None
-    base = read_yaml(source.run_dir / "config.yaml")
     out = Path(config.output_dir) / name
     check_target(out, options.overwrite)
     if options.without_rehearsal:
@@ -180,27 +173,19 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
             sorted(rng.sample(range(len(old_train)), min(len(old_train), len(fit))))))
         start = grown_start(source, labels, calibration, data_dir / "grown-model")
 
-    def train_variant(variant: str, train: TextExamples) -> Predictor:
-        raw = {**base, "name": variant, "model": {**base.get("model", {}), "name": str(start)},
-               "task": {**base.get("task", {}), "labels": labels}}
-        raw["data"] = {**base["data"],
-                       "train": str(write_examples(data_dir / f"{variant}-train.csv", train,
-                                                   config)),
-                       "dev": str(write_examples(data_dir / f"{variant}-dev.csv",
-                                                 concat(new_train.subset(dev_part), old_dev),
-                                                 config)),
-                       "test": str(config.data.test)}
-        raw["training"] = {**base.get("training", {}), "epochs": options.epochs,
-                           "lr": options.lr or base.get("training", {}).get("lr")}
-        raw["evaluation"] = {**base.get("evaluation", {}), "baselines": False}
-        raw["seed"] = options.seed  # one seed for the sampling above and the training
-        tunelab.train(parse_config(raw, f"retrain:{variant}"), overwrite=options.overwrite)
+    def train_variant(variant: str, train: Examples) -> Predictor:
+        splits = {"train": kept(train, data_dir / f"{variant}-train.csv", config),
+                  "dev": kept(concat(new_train.subset(dev_part), old_dev),
+                              data_dir / f"{variant}-dev.csv", config)}
+        variant_cfg = variant_config(config, variant, start, labels, {
+            role: Path(examples.source) for role, examples in splits.items()}, options)
+        train_run(variant_cfg, overwrite=options.overwrite, data=splits)
         return Predictor(Path(config.output_dir) / variant, "torch")
 
     metric = source.task.default_metric
 
     def scored(model: Predictor) -> dict[str, float]:
-        return {"old_test": model.score(old_test).metrics[metric],
+        return {"old_test": float(model.score(old_test).metrics[metric]),
                 "new_holdout": accuracy(model, new_held)}
 
     scores = {"before": scored(source)}
@@ -231,7 +216,7 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
               "new_examples": len(fresh), "new_train": len(fit), "new_held_back": len(new_held),
               "rehearsal_examples": len(rehearsal), "labels_added": labels[len(source.labels):],
               "scores": scores, "old_test_drop_pts": round(drop, 3), "promoted": promoted,
-              "reasons": reasons, "options": {k: str(v) for k, v in asdict(options).items()}}
+              "reasons": reasons, "options": options.model_dump(mode="json")}
     write_json(out / "retrain.json", report)
     write_text(out / "retrain.md", retrain_markdown(report))
     return RetrainResult(out, promoted, reasons, scores)

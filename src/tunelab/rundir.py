@@ -22,7 +22,9 @@ RUN_MARKER = ".tunelab-run"  # written first into every run directory tunelab cr
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary sibling of `path`; rename it onto `path` if the block succeeds. A
+    parent folder made for it is removed again when the block fails."""
+    made = [parent for parent in [path.parent, *path.parent.parents] if not parent.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -42,6 +44,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        for parent in made:  # innermost first; only those still empty
+            if not path.exists():
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 def follow_umask(directory: Path) -> None:

@@ -20,11 +20,12 @@ from transformers import AutoModel, set_seed
 
 from tunelab import registry, run_slot
 from tunelab.config import RunConfig
+from tunelab.data.examples import Examples
 from tunelab.data.token_cache import cached_encode
 from tunelab.errors import ConfigError, did_you_mean
 from tunelab.evaluation.plots import plot_curves, save_figure
-from tunelab.evaluation.summary import run_report
-from tunelab.methods.base import trainable_summary
+from tunelab.evaluation.report import run_report
+from tunelab.methods.base import Method, TrainingPlan, trainable_summary
 from tunelab.model_card import model_card
 from tunelab.models import (
     check_max_length,
@@ -32,6 +33,8 @@ from tunelab.models import (
     resolve_model,
     warn_if_unreadable,
 )
+from tunelab.record import RunRecord, TrainStats
+from tunelab.run_data import Splits, load_splits
 from tunelab.rundir import (
     MODEL_META,
     atomic_path,
@@ -45,15 +48,19 @@ from tunelab.rundir import (
 )
 from tunelab.tasks.base import EvalResult, Task
 from tunelab.training.frozen_layers import FrozenLowerLayers
-from tunelab.training.inputs import Splits, load_splits
 from tunelab.training.trainer import build_trainer
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    metrics: dict[str, Any]
+    record: RunRecord
     report: str
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The run record as plain data (what metrics.json holds)."""
+        return self.record.to_json()
 
 
 def peak_rss_mb() -> float:
@@ -65,28 +72,40 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
-    """Train into a work folder under an exclusive lock; put the run in place when whole."""
+def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False,
+              data: dict[str, Examples] | None = None) -> RunResult:
+    """Train into a work folder under an exclusive lock; put the run in place when whole.
+    `data` holds splits already in memory (train, dev, test), used instead of the files."""
     with exclusive(config.run_dir):
         slot = run_slot.plan(config.run_dir, config.to_yaml(), resume, overwrite)
         try:
-            result = _train(config, slot)
+            result = _train(config, slot, data)
         except BaseException:
             run_slot.discard_unresumable(slot)
             raise
         swap_in(slot.work, slot.final)
-    _record(slot.final, result.metrics)
-    return RunResult(slot.final, result.metrics, result.report)
+    _record(slot.final, result.record)
+    return RunResult(slot.final, result.record, result.report)
 
 
-def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
+def training_plan(config: RunConfig, n_train: int) -> TrainingPlan:
+    """Steps as the Trainer counts them: batches per epoch, then optimizer steps."""
+    t = config.training
+    per_epoch = max(math.ceil(n_train / t.batch_size) // t.grad_accum, 1)
+    total = t.max_steps or math.ceil(t.epochs * per_epoch)
+    epochs = total / per_epoch if t.max_steps else t.epochs
+    return TrainingPlan(n_train, t.batch_size * t.grad_accum, per_epoch, total, epochs)
+
+
+def _train(config: RunConfig, slot: run_slot.RunSlot,
+           data: dict[str, Examples] | None) -> RunResult:
     run_dir = slot.work
     set_threads(config.threads)
-    task, splits = load_splits(config)
+    task, splits = load_splits(config, data)
     resolved = resolve_model(config.model.name, config.model.allow_network)
     tokenizer = load_tokenizer(resolved)
     check_max_length(resolved, config.data.max_length)
-    method = registry.methods.get(config.method.name)(config.method.options)
+    method: Method = registry.methods.get(config.method.name)(config.method.options)
     lr = config.training.lr or method.default_lr
 
     metric = config.training.early_stopping.metric or task.default_metric
@@ -96,34 +115,37 @@ def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
             f"{did_you_mean(metric, task.trainer_metrics)}; use one of: "
             f"{', '.join(task.trainer_metrics)}")
 
+    truncated_at = _percentile_length(config, task, tokenizer, splits)
+    if truncated_at is not None and truncated_at < task.max_length:
+        task = task.with_changes(max_length=truncated_at)
     set_seed(config.seed)
     model = task.build_model(resolved, config.model.dropout)
     method.check(model, task)  # bad method options fail here, before any data is encoded
-    truncated_at = _truncate_at_percentile(config, task, tokenizer, splits)
     started = time.perf_counter()
     train_set, train_cached = cached_encode(task, splits.train, tokenizer,
                                             config.data.cache_tokenized)
     dev_set, _ = cached_encode(task, splits.dev, tokenizer, config.data.cache_tokenized)
     tokenize_seconds = time.perf_counter() - started
-    unknown_share = warn_if_unreadable(
-        tokenizer, list(getattr(splits.train, "texts", None) or
-                        [" ".join(words) for words in getattr(splits.train, "tokens", [])]),
-        str(config.data.train), config.model.name)
+    unknown_share = warn_if_unreadable(tokenizer, splits.train.plain_texts(),
+                                       str(config.data.train), config.model.name)
 
+    plan = training_plan(config, len(train_set))
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
     collator = None
-    caching = frozen is not None and config.training.cache_frozen
+    # a method that is not a weight delta (added tokens or layers) changes what the frozen
+    # layers compute, so their outputs cannot be cached
+    caching = frozen is not None and config.training.cache_frozen and method.mergeable
     if caching:
         train_set = frozen.attach(train_set, config.training.eval_batch_size, "caching train")
         dev_set = frozen.attach(dev_set, config.training.eval_batch_size, "caching dev")
         collator = frozen.collator(task.collator(tokenizer))
     checkpoint = slot.checkpoint
     with frozen.top_layers_only() if caching else contextlib.nullcontext():
-        model = method.prepare(model, task)
+        model = method.prepare(model, task, plan)
         run_slot.open_work(slot, config.to_yaml())  # only now: bad input has been refused
         trainer = build_trainer(config, task, model, tokenizer, train_set, dev_set, run_dir, lr,
-                                metric, collator)
+                                metric, collator, method.callbacks(model, plan))
         prepare_seconds = time.perf_counter() - started
         output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
@@ -131,59 +153,51 @@ def _train(config: RunConfig, slot: run_slot.RunSlot) -> RunResult:
     trainable, total = trainable_summary(model)
 
     test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
-    rows = {**_baselines(config, task, resolved, tokenizer, splits), "model": test.metrics}
-    summary = {
-        "task": task.name, "model": config.model.name, "method": config.method.name,
-        "labels": task.labels, "metric": metric, "lr": lr,
-        "test": test.metrics, "per_class_f1": test.per_class_f1,
-        "baselines": {k: v for k, v in rows.items() if k != "model"},
-        "train": {
-            "seconds": round(seconds, 2),
-            "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),
-            "steps": trainer.state.global_step,
-            "epochs": float(trainer.state.epoch or 0.0),
-            "best_dev_metric": trainer.state.best_metric or float("nan"),
-            "trainable_parameters": trainable, "total_parameters": total,
-            "resumed_from": checkpoint,
-            "tokenize_seconds": round(tokenize_seconds, 2),
-            "prepare_seconds": round(prepare_seconds, 2), "tokenized_from_cache": train_cached,
-            "frozen_layers": config.training.freeze_layers, "max_length": task.max_length,
-            "truncated_at_percentile": truncated_at,
-            "unknown_token_share": round(unknown_share, 4),
-        },
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
-        "sources": splits.sources,
-        "fingerprints": _fingerprints(config),
-        "seed": config.seed, "threads": torch.get_num_threads(),
-        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
+    record = RunRecord(
+        name=config.name, task=task.name, model=config.model.name, method=config.method.name,
+        labels=list(getattr(task, "labels", [])), metric=metric, lr=lr, test=test.metrics,
+        per_class_f1=test.per_class_f1, baselines=_baselines(config, task, resolved, tokenizer,
+                                                              splits),
+        train=TrainStats(
+            seconds=round(seconds, 2),
+            samples_per_second=round(output.metrics.get("train_samples_per_second", 0.0), 2),
+            steps=trainer.state.global_step, epochs=float(trainer.state.epoch or 0.0),
+            best_dev_metric=trainer.state.best_metric or float("nan"),
+            trainable_parameters=trainable, total_parameters=total, resumed_from=checkpoint,
+            tokenize_seconds=round(tokenize_seconds, 2),
+            prepare_seconds=round(prepare_seconds, 2), tokenized_from_cache=train_cached,
+            frozen_layers=config.training.freeze_layers, max_length=task.max_length,
+            truncated_at_percentile=truncated_at,
+            unknown_token_share=round(unknown_share, 4)),
+        max_epochs=config.training.epochs, peak_rss_mb=round(peak_rss_mb(), 1),
+        sizes={"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
+        sources=splits.sources, fingerprints=_fingerprints(config, splits),
+        seed=config.seed, threads=torch.get_num_threads(),
+        hardware=f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
         if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-        "versions": package_versions(),
-    }
-    _write_run(config, run_dir, method, model, tokenizer, task, summary, rows, test,
+        versions=package_versions())
+    _write_run(config, run_dir, slot.final, method, model, tokenizer, task, record, test,
                trainer.state.log_history)
-    return RunResult(slot.final, summary, (run_dir / "report.txt").read_text(encoding="utf-8"))
+    return RunResult(slot.final, record, (run_dir / "report.txt").read_text(encoding="utf-8"))
 
 
-def _truncate_at_percentile(config: RunConfig, task: Task, tokenizer: Any, splits: Splits
-                            ) -> int | None:
-    """Lower task.max_length to the training data's length percentile, when that is shorter."""
+def _percentile_length(config: RunConfig, task: Task, tokenizer: Any, splits: Splits
+                       ) -> int | None:
+    """The training data's length percentile in tokens (data.length_percentile), if set."""
     percentile = config.data.length_percentile
     lengths = task.token_lengths(splits.train, tokenizer) if percentile else None
     if not lengths:
         return None
-    at = max(8, math.ceil(float(np.percentile(lengths, percentile))))
-    task.max_length = min(task.max_length, at)
-    return at
+    return max(8, math.ceil(float(np.percentile(lengths, percentile))))
 
 
-def _record(run_dir: Path, summary: dict[str, Any]) -> None:
+def _record(run_dir: Path, record: RunRecord) -> None:
     """Add the run to the project store. A store that cannot be reached must not cost the
     user a finished run, so this warns instead of failing."""
     from tunelab.store.records import record_run
 
     try:
-        record_run(run_dir, summary)
+        record_run(run_dir, record)
     except Exception as error:
         logging.getLogger("tunelab").warning(
             "run %s is written, but not recorded in the store (%s); check TUNELAB_DB_URL",
@@ -191,24 +205,25 @@ def _record(run_dir: Path, summary: dict[str, Any]) -> None:
 
 
 def _baselines(config: RunConfig, task: Task, resolved: Any, tokenizer: Any, splits: Splits
-               ) -> dict[str, dict[str, float]]:
+               ) -> dict[str, dict[str, float | int]]:
     if not config.evaluation.baselines:
         return {}
-    rows = {"majority": task.majority_baseline(splits.train, splits.test).metrics}
-    encoder = AutoModel.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs)
-    probe = task.probe_baseline(encoder, tokenizer, splits.train, splits.test,
-                                config.evaluation.probe_max_examples, config.seed)
-    rows["probe"] = probe.metrics
-    return rows
+    return task.baselines(
+        splits.train, splits.test,
+        lambda: AutoModel.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs),
+        tokenizer, config.evaluation.probe_max_examples, config.seed)
 
 
-def _fingerprints(config: RunConfig) -> dict[str, str]:
+def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
+    """sha256 of each data file the splits were read from (examples given in memory have
+    no file)."""
     paths = {"train": config.data.train, "dev": config.data.dev, "test": config.data.test}
-    return {split: fingerprint(path) for split, path in paths.items() if path is not None}
+    return {split: fingerprint(path) for split, path in paths.items()
+            if path is not None and splits.sources.get(split) == str(path)}
 
 
-def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokenizer: Any,
-               task: Task, summary: dict[str, Any], rows: dict[str, Any], test: EvalResult,
+def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, model: Any,
+               tokenizer: Any, task: Task, record: RunRecord, test: EvalResult,
                log_history: list[dict[str, Any]]) -> None:
     with atomic_path(run_dir / "model") as tmp:
         method.save(model, tmp)
@@ -216,18 +231,20 @@ def _write_run(config: RunConfig, run_dir: Path, method: Any, model: Any, tokeni
         write_json(tmp / MODEL_META, {
             **task.meta(), "method": config.method.name, "base_model": config.model.name,
             "text_pair": config.data.text_pair_column is not None,
-            "allow_network": config.model.allow_network, "tunelab_version":
-            summary["versions"].get("tunelab"),
+            "allow_network": config.model.allow_network,
+            "tunelab_version": record.versions.get("tunelab"),
         })
     save_figure(run_dir / "curves.png", lambda fig: plot_curves(fig, log_history,
-                                                                summary["metric"]))
+                                                                record.metric))
     for name, draw in test.figures.items():
         save_figure(run_dir / name, draw)
     write_jsonl(run_dir / "predictions.jsonl", test.predictions)
     write_jsonl(run_dir / "errors.jsonl", [p for p in test.predictions if not p["correct"]][:200])
     write_json(run_dir / "log_history.json", log_history)
-    write_json(run_dir / "metrics.json", summary)
-    write_text(run_dir / "report.txt", run_report(config.name, summary, rows, test.report,
-                                                  task.headline_metrics, task.report_kind))
-    write_text(run_dir / "README.md", model_card(config, task, summary, rows, test.report))
+    write_json(run_dir / "metrics.json", record.to_json())
+    write_text(run_dir / "report.txt", run_report(record, test.report, task.headline_metrics,
+                                                  task.report_kind))
+    write_text(run_dir / "README.md", model_card(record, task, test.report, str(final),
+                                                 adapter=(run_dir / "model" /
+                                                          "adapter_config.json").is_file()))
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

@@ -1,9 +1,8 @@
 """Tokenise once: encoded datasets are cached on disk, keyed by what they depend on.
 
 The key covers the examples themselves, the tokenizer (its full serialised pipeline and
-vocabulary), the task settings that shape the encoding (labels, max_length, ...) and the
-source of the task modules, so that any change to one of them is a cache miss, never a
-stale hit.
+vocabulary) and the task's own cache key (its settings and encoding version), so that any
+change to one of them is a cache miss, never a stale hit.
 """
 
 from __future__ import annotations
@@ -13,15 +12,15 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.rundir import atomic_path
-from tunelab.tasks.base import Task
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+if TYPE_CHECKING:
+    from tunelab.tasks.base import Task
 
 
 def cache_root() -> Path:
@@ -46,19 +45,11 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256((pipeline + settings).encode()).hexdigest()
 
 
-def _code_fingerprint() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(TASKS_DIR.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def cache_key(task: Task, examples: Any, tokenizer: PreTrainedTokenizerBase) -> str:
     digest = hashlib.sha256()
     digest.update(pickle.dumps(examples, protocol=4))
     digest.update(tokenizer_fingerprint(tokenizer).encode())
-    digest.update(json.dumps(task.meta(), sort_keys=True, default=str).encode())
-    digest.update(_code_fingerprint().encode())
+    digest.update(task.cache_key().encode())
     return digest.hexdigest()[:32]
 
 

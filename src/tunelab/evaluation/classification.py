@@ -16,7 +16,7 @@ from sklearn.metrics import (
 )
 
 
-def summary_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def trainer_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """The few numbers logged at each evaluation during training: the same definitions as
     the test report's (all_metrics), so dev and test macro-F1 mean one thing."""
     out = {"accuracy": float(accuracy_score(gold, predicted))}

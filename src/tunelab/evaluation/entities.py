@@ -29,7 +29,7 @@ def entity_metrics(gold: Tags, predicted: Tags) -> dict[str, float]:
     return out
 
 
-def summary_metrics(gold: Tags, predicted: Tags) -> dict[str, float]:
+def trainer_metrics(gold: Tags, predicted: Tags) -> dict[str, float]:
     """The numbers logged at each evaluation during training."""
     gold, predicted = [list(s) for s in gold], [list(s) for s in predicted]
     return {"f1": float(f1_score(gold, predicted, mode="strict", scheme=IOB2, zero_division=0)),

@@ -54,15 +54,17 @@ COLD_START = """
 import json, sys
 from pathlib import Path
 from tunelab.predictor import Predictor
-onnx = Path(sys.argv[2]) if sys.argv[2] else None
-Predictor(sys.argv[1], "torch", onnx_file=onnx).predict([json.loads(sys.argv[3])])
+model_file = Path(sys.argv[3]) if sys.argv[3] else None
+Predictor(sys.argv[1], sys.argv[2], model_file=model_file).predict([json.loads(sys.argv[4])])
 """
 
 
-def cold_start_seconds(run_dir: Path, onnx_file: Path | None, probe: Any) -> float:
+def cold_start_seconds(run_dir: Path, backend: str, model_file: Path | None, probe: Any
+                       ) -> float:
     """Seconds from starting a fresh Python process to its first prediction (interpreter,
-    imports, model load, one prediction), as a new server or a scaled-out replica pays."""
-    command = [sys.executable, "-c", COLD_START, str(run_dir), str(onnx_file or ""),
+    imports, model load, one prediction), as a new server or a scaled-out replica pays.
+    `model_file` is the backend's file (an export not yet in place), None for torch."""
+    command = [sys.executable, "-c", COLD_START, str(run_dir), backend, str(model_file or ""),
                json.dumps(probe)]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True,

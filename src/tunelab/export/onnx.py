@@ -1,142 +1,56 @@
-"""ONNX export: merge any LoRA adapter, export with torch.onnx, fuse with ONNX Runtime's
-transformer optimizer, quantise to int8 (dynamic), then check the result against PyTorch
-before anything is written to the run."""
+"""The ONNX exporter: a fused fp32 graph and a dynamic int8 one, each checked against
+PyTorch before it is written. Served by ONNX Runtime (backends onnx and onnx-fp32)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
+from pydantic import Field
 
-from tunelab.errors import ExportError
-from tunelab.export.check import Comparison, cold_start_seconds, compare_backends
-from tunelab.export.runtime import OnnxModel, file_mb
-from tunelab.rundir import atomic_path, write_json, write_text
+from tunelab.export.base import Exporter, ExportOptions
 
-EXPORT_DIR = "export"
 FP32, INT8 = "model.onnx", "model.int8.onnx"
 
 
-@dataclass
-class ExportOptions:
-    quantize: bool = True
-    min_agreement: float = 0.99
-    max_drop_points: float = 1.0
-    data: Path | None = None
-    opset: int = 17
+class OnnxOptions(ExportOptions):
+    quantize: bool = Field(default=True, description="Also write the int8 model")
+    opset: int = Field(default=17, ge=13, description="ONNX opset version")
 
 
-class _LogitsOnly(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
+class OnnxExporter(Exporter):
+    name = "onnx"
+    Options = OnnxOptions
+    backends: ClassVar[dict[str, tuple[str, ...]]] = {"onnx": (INT8, FP32),
+                                                      "onnx-fp32": (FP32,)}
+    default_backend = "onnx"
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).logits
+    @classmethod
+    def find(cls, run_dir: Path, backend: str) -> Path | None:
+        found = super().find(run_dir, backend)
+        if found is None:  # runs exported before exporters had their own folders
+            legacy = Path(run_dir) / "export"
+            found = next((legacy / n for n in cls.backends[backend] if (legacy / n).is_file()),
+                         None)
+        return found
 
+    @classmethod
+    def load(cls, path: Path, threads: int | None = None, spinning: bool = True) -> Any:
+        from tunelab.export.runtime import OnnxModel
 
-def plain_model(model: Any) -> torch.nn.Module:
-    """The model with any adapter merged into its weights, on eager attention (ONNX
-    Runtime's attention fusion matches the eager graph, not SDPA's)."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.set_attn_implementation("eager")
-    return model.eval()
+        return OnnxModel(path, threads, spinning)
 
+    def export(self, run_dir: Path, options: ExportOptions) -> dict[str, Any]:
+        from tunelab.export.onnx_graph import export_onnx
 
-def export_graph(model: torch.nn.Module, tokenizer: Any, path: Path, opset: int) -> None:
-    sample = tokenizer(["a short example", "and a second, longer example text"],
-                       padding=True, return_tensors="pt")
-    token_types = sample.get("token_type_ids", torch.zeros_like(sample["input_ids"]))
-    dynamic = {0: "batch", 1: "sequence"}
-    with torch.inference_mode():
-        torch.onnx.export(
-            _LogitsOnly(model), (sample["input_ids"], sample["attention_mask"], token_types),
-            str(path), input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["logits"], opset_version=opset, dynamo=False,
-            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
-                          "token_type_ids": dynamic, "logits": {0: "batch"}},
-        )
+        return export_onnx(run_dir, options)  # type: ignore[arg-type]
+
+    @staticmethod
+    def markdown(report: dict[str, Any]) -> str:
+        return report_markdown(report)
 
 
-def fuse(path: Path, config: Any) -> None:
-    """Rewrite the graph in place with ORT's fused attention, GELU and layer-norm ops."""
-    from onnxruntime.transformers import optimizer
-
-    model_type = config.model_type if config.model_type in ("bert", "roberta") else "bert"
-    fused = optimizer.optimize_model(str(path), model_type=model_type,
-                                     num_heads=config.num_attention_heads,
-                                     hidden_size=config.hidden_size)
-    fused.save_model_to_file(str(path))
-
-
-def quantize(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Shape inference fails on fused graphs without a default tensor type. Per-channel
-    # scales: on an SST-2 MiniLM, agreement with PyTorch rose from 96.6% to 98.4%, at the
-    # same accuracy and no loss of speed.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-
-
-def export_onnx(run_dir: Path, options: ExportOptions) -> dict[str, Any]:
-    """Write RUN/export/ (model.onnx, model.int8.onnx, tokenizer, report) or raise
-    ExportError with the figures that failed the check; nothing is written then."""
-    from tunelab.predictor import Predictor, labelled_check_data
-
-    predictor = Predictor(run_dir, backend="torch")
-    examples, source = labelled_check_data(predictor, options.data)
-    model = plain_model(predictor.model)
-    target = predictor.run_dir / EXPORT_DIR
-    with atomic_path(target) as tmp:
-        tmp.mkdir(parents=True)
-        export_graph(model, predictor.tokenizer, tmp / FP32, options.opset)
-        fuse(tmp / FP32, model.config)
-        backends: dict[str, Any] = {"torch fp32": model, "onnx fp32": OnnxModel(tmp / FP32)}
-        if options.quantize:
-            quantize(tmp / FP32, tmp / INT8)
-            backends["onnx int8"] = OnnxModel(tmp / INT8)
-        comparison = compare_backends(predictor.task, predictor.tokenizer, examples, backends)
-        failed = _failures(comparison, options)
-        if failed:
-            raise ExportError(
-                f"{run_dir}: export refused, {'; '.join(failed)} (checked on {len(examples)} "
-                f"examples of {source}); nothing was written. Export fp32 only with "
-                "--no-quantize, or loosen --min-agreement / --max-drop if this is expected")
-        probe = example_input(examples)
-        for name in backends:
-            path = None if name == "torch fp32" else tmp / (INT8 if name.endswith("int8")
-                                                             else FP32)
-            comparison.cold_start_s[name] = cold_start_seconds(predictor.run_dir, path, probe)
-        report = {
-            "run": str(predictor.run_dir), "checked_on": source, "examples": len(examples),
-            "metric": comparison.metric,
-            "files_mb": {name: file_mb(tmp / name) for name in (FP32, INT8)
-                         if (tmp / name).exists()},
-            "default": INT8 if options.quantize else FP32,
-            **comparison.as_dict(),
-        }
-        write_json(tmp / "report.json", report)
-        write_text(tmp / "report.md", report_markdown(report))
-    return report
-
-
-def example_input(examples: Any) -> Any:
-    """One input in the form `predict` takes: a text, a [text, pair] pair, or a token list
-    for NER."""
-    if not hasattr(examples, "texts"):
-        return examples.tokens[0]
-    return examples.texts[0] if examples.pairs is None else [examples.texts[0],
-                                                             examples.pairs[0]]
-
-
-def _failures(comparison: Comparison, options: ExportOptions) -> list[str]:
+def failures(comparison: Any, options: ExportOptions) -> list[str]:
     failed = []
     reference = comparison.metrics["torch fp32"]
     for name in comparison.metrics:
@@ -170,6 +84,3 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{report['throughput'][name]:.1f} | {report['latency_ms'][name]:.2f} | "
             f"{report['cold_start_s'].get(name, float('nan')):.2f} |")
     return "\n".join(lines) + "\n"
-
-
-EXPORTER = (export_onnx, ExportOptions)

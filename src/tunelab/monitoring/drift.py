@@ -34,7 +34,7 @@ def confidence_bucket(score: float) -> str:
     return "1.00"
 
 
-def summarise(predictions: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def count_predictions(predictions: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Label and confidence-bucket counts of single-label predictions."""
     labels: Counter[str] = Counter()
     confidence: Counter[str] = Counter()
@@ -83,5 +83,5 @@ class RollingWindow:
             if "label" in p:
                 self.items.append((p["label"], float(p.get("score", 0.0))))
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        return summarise({"label": label, "score": score} for label, score in self.items)
+    def counts(self) -> dict[str, dict[str, float]]:
+        return count_predictions({"label": label, "score": score} for label, score in self.items)

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,41 +21,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunelab.errors import TunelabError
+from tunelab.json_logs import json_logger
 from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher, QueueFull
 from tunelab.serving.guard import RequestGuard
 from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
-from tunelab.serving.observability import ServiceMetrics, json_logger
+from tunelab.serving.observability import ServiceMetrics
 from tunelab.serving.schemas import (
     ErrorBody,
     FeedbackRequest,
     FeedbackResponse,
     PredictRequest,
-    PredictResponse,
+    task_request,
+    task_response,
 )
-
-
-@dataclass
-class ServeSettings:
-    run: Path
-    backend: str = "auto"
-    auth: bool = True
-    max_batch_size: int = 32
-    max_wait_ms: float = 5.0
-    max_texts: int = 64
-    max_chars: int = 2000
-    max_body_bytes: int = 1_000_000
-    rate_limit: float = 100.0  # requests per second per key and worker; 0 turns it off
-    rate_burst: int = 200
-    # texts waiting for the model; past it a request gets 503 with Retry-After at once
-    max_queue: int = 256
-    log_texts: bool = False
-    threads: int | None = None
-    follow_production: bool = False  # serve the store's production version, hot-swapped
-    poll_seconds: float = 5.0
-    monitor_window: int = 5000  # recent predictions kept for drift monitoring
-    extra: dict[str, Any] = field(default_factory=dict)
+from tunelab.serving.settings import ServeSettings
 
 
 def model_version(predictor: Any) -> str:
@@ -81,8 +61,8 @@ class ModelSlot:
         self.predictor = predictor
         self.version = model_version(predictor)
 
-    def predict(self, inputs: list[Any]) -> list[Any]:
-        return self.predictor.predict(inputs, batch_size=max(1, len(inputs)))
+    def predict(self, inputs: list[Any], options: dict[str, Any]) -> list[Any]:
+        return self.predictor.predict(inputs, max(1, len(inputs)), **options)
 
 
 def error_response(status: int, code: str, message: str, request_id: str,
@@ -98,6 +78,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     state: dict[str, Any] = {"ready": False}
     window = RollingWindow(settings.monitor_window)
+    task_cls = type(predictor.task) if predictor is not None else served_task(settings.run)
+    request_model, response_model = task_request(task_cls), task_response(task_cls)
+    request_fields = set(task_cls.Request.model_fields)
 
     def load_predictor(run: Path | None = None) -> Any:
         from tunelab.predictor import Predictor
@@ -110,9 +93,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         metrics.model.labels(str(slot.predictor.run_dir), slot.version,
                              slot.predictor.backend).set(1)
 
-    def predict_batch(inputs: list[Any]) -> list[tuple[str, Any]]:
+    def predict_batch(inputs: list[Any], **options: Any) -> list[tuple[str, Any]]:
         slot = state["slot"]  # one model per batch, also while a swap happens
-        return [(slot.version, p) for p in slot.predict(inputs)]
+        return [(slot.version, p) for p in slot.predict(inputs, options)]
 
     async def follow_production() -> None:
         """Poll the store; load a newly promoted model beside the served one, then swap.
@@ -131,6 +114,11 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                     lambda path=Path(run.path): ModelSlot(load_predictor(path)))
             except Exception:
                 log.exception("follow-production: keeping the current model")
+                continue
+            if type(slot.predictor.task) is not task_cls:  # the request shape would change
+                log.error("follow-production: keeping the current model", extra={"fields": {
+                    "run": run.path, "reason": f"a {slot.predictor.task.name} model cannot "
+                    f"replace a {task_cls.name} model in a running service"}})
                 continue
             state["slot"] = slot
             show(slot)
@@ -219,9 +207,8 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
 
     errors = {code: {"model": ErrorBody} for code in (401, 413, 422, 429, 503)}
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
     async def predict(body: PredictRequest, request: Request,
-                      key: StoredKey | None = Depends(caller)) -> PredictResponse:
+                      key: StoredKey | None = Depends(caller)) -> dict[str, Any]:
         slot = ready_slot()
         inputs = body.inputs
         if len(inputs) > settings.max_texts:
@@ -244,9 +231,10 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         if settings.log_texts:
             fields["texts"] = inputs
         request.state.log_fields = {**getattr(request.state, "log_fields", {}), **fields}
+        options = body.model_dump(include=request_fields)
         try:
             with metrics.in_flight.track_inprogress():
-                answered = await state["batcher"].submit(inputs)
+                answered = await state["batcher"].submit(inputs, options)
         except QueueFull as full:
             raise HTTPException(503, f"the server is at capacity ({full.waiting} texts "
                                 "waiting); retry shortly",
@@ -256,11 +244,14 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         version, predictions = answered[0][0], [p for _, p in answered]
         window.add(predictions)
         for p in predictions:
-            for label in ([p["label"]] if "label" in p else p.get("labels")
-                          or [e["type"] for e in p.get("entities", [])]):
+            for label in slot.predictor.task.prediction_labels(p):
                 metrics.predicted.labels(label).inc()
-        return PredictResponse(model=version, request_id=request.state.request_id,
-                               predictions=predictions)
+        return {"model": version, "request_id": request.state.request_id,
+                "predictions": predictions}
+
+    predict.__annotations__["body"] = request_model  # the task's own request shape
+    app.post("/v1/predict", response_model=response_model, response_model_exclude_none=True,
+             responses=errors)(predict)
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
               responses=errors)
@@ -270,8 +261,8 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         from tunelab.store.records import add_feedback
 
         slot = ready_slot()
-        labels = slot.predictor.labels
-        if slot.predictor.task.name != "text-classification":
+        labels = slot.predictor.task.feedback_labels()
+        if labels is None:
             raise HTTPException(422, "feedback takes a corrected label; this model is a "
                                 f"{slot.predictor.task.name} model")
         if slot.predictor.takes_pairs:
@@ -293,7 +284,8 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         p = slot.predictor
         card = p.run_dir / "README.md"
         return {"run": p.run_dir.name, "version": slot.version, "backend": p.backend,
-                "task": p.task.name, "labels": p.labels, "multi_label": p.task.multi_label,
+                **p.task.describe(), "labels": p.labels,
+                "request_options": list(p.task.Request.model_fields),
                 "base_model": p.meta.get("base_model"), "method": p.meta.get("method"),
                 "takes_pairs": p.takes_pairs,
                 "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
@@ -307,7 +299,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         slot = ready_slot()
         return {"version": slot.version, "run": str(slot.predictor.run_dir),
                 "window": settings.monitor_window, "worker_pid": os.getpid(),
-                **window.summary()}
+                **window.counts()}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -326,20 +318,18 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     return app
 
 
-SETTINGS_ENV = "TUNELAB_SERVE_SETTINGS"
+def served_task(run: Path | None) -> Any:
+    """The task class of the run to serve, read from its saved metadata."""
+    from tunelab import registry
+    from tunelab.predictor import model_dir_of
+    from tunelab.rundir import MODEL_META, read_json
 
-
-def settings_to_env(settings: ServeSettings) -> str:
-    import json
-    from dataclasses import asdict
-
-    return json.dumps(asdict(settings), default=str)
+    if run is None:
+        raise TunelabError("no run to serve; give a run directory")
+    return registry.tasks.get(read_json(model_dir_of(run) / MODEL_META)["task"])
 
 
 def app_from_env() -> FastAPI:
-    """Factory for `uvicorn --factory` workers: the settings come from the environment."""
-    import json
-
-    raw = json.loads(os.environ[SETTINGS_ENV])
-    raw["run"] = Path(raw["run"])
-    return create_app(ServeSettings(**raw))
+    """Factory for `uvicorn --factory` workers: the settings come from the environment
+    (TUNELAB_SERVE_*, written by `tunelab serve`)."""
+    return create_app(ServeSettings())

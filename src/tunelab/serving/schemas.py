@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
 
 from tunelab.data.text_checks import text_problem
 
@@ -44,6 +44,18 @@ class PredictResponse(BaseModel):
     model: str
     request_id: str
     predictions: list[dict[str, Any]]
+
+
+def task_request(task: Any) -> type[PredictRequest]:
+    """The predict body of a task: texts or pairs, plus the task's own request options."""
+    fields = {name: (field.annotation, field) for name, field in task.Request.model_fields.items()}
+    return create_model("PredictRequest", __base__=PredictRequest, **fields)
+
+
+def task_response(task: Any) -> type[PredictResponse]:
+    """The predict answer of a task: a list of the task's Prediction."""
+    return create_model("PredictResponse", __base__=PredictResponse,
+                        predictions=(list[task.Prediction], ...))
 
 
 class FeedbackRequest(BaseModel):

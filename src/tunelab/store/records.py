@@ -4,36 +4,34 @@ versions between stages."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from tunelab.errors import ConfigError
+from tunelab.record import RunRecord
 from tunelab.store.db import session
 from tunelab.store.schema import DatasetFingerprint, Feedback, Metric, ModelVersion, Run, now
 
 
-def record_run(run_dir: Path, summary: dict[str, Any]) -> int:
+def record_run(run_dir: Path, record: RunRecord) -> int:
     """Store a finished run (replacing an earlier record of the same directory) and add a
     candidate model version; returns the run id."""
     path = str(Path(run_dir).resolve())
-    metric = summary["metric"]
     with session() as s:
         old = s.scalar(select(Run).where(Run.path == path))
         if old is not None:
             s.delete(old)
             s.flush()
-        run = Run(name=Path(run_dir).name, path=path, task=summary["task"],
-                  base_model=summary["model"], method=summary["method"], metric=metric,
-                  metric_value=float(summary["test"].get(metric, float("nan"))),
-                  summary=summary)
+        run = Run(name=Path(run_dir).name, path=path, task=record.task,
+                  base_model=record.model, method=record.method, metric=record.metric,
+                  metric_value=record.metric_value, record_json=record.to_json())
         run.metrics = [Metric(split="test", name=k, value=float(v))
-                       for k, v in summary["test"].items() if isinstance(v, int | float)]
+                       for k, v in record.test.items() if isinstance(v, int | float)]
         run.datasets = [DatasetFingerprint(split=split, sha256=digest,
-                                           source=summary["sources"].get(split, ""))
-                        for split, digest in summary.get("fingerprints", {}).items()]
+                                           source=record.sources.get(split, ""))
+                        for split, digest in record.fingerprints.items()]
         run.versions = [ModelVersion(stage="candidate")]
         s.add(run)
         s.flush()

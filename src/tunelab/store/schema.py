@@ -29,13 +29,20 @@ class Run(Base):
     method: Mapped[str] = mapped_column(String(100))
     metric: Mapped[str] = mapped_column(String(100))
     metric_value: Mapped[float] = mapped_column(Float)
-    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the run record (tunelab.record.RunRecord) as JSON; the column keeps its first name
+    record_json: Mapped[dict[str, Any]] = mapped_column("summary", JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     metrics: Mapped[list[Metric]] = relationship(back_populates="run",
                                                  cascade="all, delete-orphan")
     datasets: Mapped[list[DatasetFingerprint]] = relationship(cascade="all, delete-orphan")
     versions: Mapped[list[ModelVersion]] = relationship(back_populates="run",
                                                         cascade="all, delete-orphan")
+
+    @property
+    def record(self) -> Any:
+        from tunelab.record import RunRecord
+
+        return RunRecord.model_validate(self.record_json)
 
 
 class Metric(Base):

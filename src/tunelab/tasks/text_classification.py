@@ -7,11 +7,12 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from datasets import Dataset
+from pydantic import BaseModel, Field
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -19,36 +20,55 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tunelab.config import RunConfig
+from tunelab.data.examples import Examples
 from tunelab.data.readers import Table
-from tunelab.data.text_checks import cell_text, text_problem
+from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
 from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
 from tunelab.inference import batched_outputs, on_device
-from tunelab.tasks.base import EvalResult, Task
+from tunelab.tasks.base import EvalResult
+from tunelab.tasks.labelled import LabelledOptions, LabelledTask
+
+if TYPE_CHECKING:
+    from tunelab.config import RunConfig
 
 
 @dataclass
-class TextExamples:
-    source: str
-    lines: list[int]
+class TextExamples(Examples):
     texts: list[str]
     pairs: list[str] | None
     labels: list[Any]  # a label per example, or a list of labels when multi-label
 
-    def __len__(self) -> int:
-        return len(self.texts)
+    def inputs(self) -> list[Any]:
+        if self.pairs is None:
+            return list(self.texts)
+        return [[a, b] for a, b in zip(self.texts, self.pairs, strict=True)]
 
-    def subset(self, indices: Sequence[int]) -> TextExamples:
-        return TextExamples(
-            self.source, [self.lines[i] for i in indices], [self.texts[i] for i in indices],
-            [self.pairs[i] for i in indices] if self.pairs is not None else None,
-            [self.labels[i] for i in indices],
-        )
+    def plain_texts(self) -> list[str]:
+        return list(self.texts)
 
-    def where(self, index: int) -> str:
-        return f"{self.source}:{self.lines[index]}"
+    def to_rows(self, data: Any) -> tuple[list[str], list[list[Any]]]:
+        columns = [data.text_column, *([data.text_pair_column] if self.pairs is not None
+                                       else []), data.label_column]
+        joined = [data.label_separator.join(lab) if isinstance(lab, list) else lab
+                  for lab in self.labels]
+        rows = zip(self.texts, *([self.pairs] if self.pairs is not None else []), joined,
+                   strict=True)
+        return [str(c) for c in columns], [list(row) for row in rows]
+
+
+class TextClassificationOptions(LabelledOptions):
+    multi_label: bool = False
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class TextPrediction(BaseModel):
+    label: str | None = Field(default=None, description="The predicted label (single-label)")
+    labels: list[str] | None = Field(default=None, description="The labels whose score passes "
+                                     "the threshold (multi-label)")
+    score: float | None = Field(default=None, description="Probability of `label`")
+    probabilities: dict[str, float]
 
 
 def _natural_key(label: str) -> tuple[int, float | str]:
@@ -65,29 +85,57 @@ def _column(table: Table, name: str, field: str) -> str:
     return name
 
 
-class TextClassification(Task):
+class TextClassification(LabelledTask):
+    """Single-label (softmax) or multi-label (sigmoid with a threshold), on one text or a
+    text pair."""
+
     name = "text-classification"
+    Options = TextClassificationOptions
+    Prediction = TextPrediction
     peft_task_type = "SEQ_CLS"
     auto_model = AutoModelForSequenceClassification
+    headline_metrics = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
+    trainer_metrics = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
+    report_kind = "Per-class report"
+    intended_use = (
+        "Classifying short texts like those in the training data into the labels above. Check "
+        "the per-class report before relying on a label with few training examples.")
+
+    @property
+    def multi_label(self) -> bool:
+        return self.options.multi_label  # type: ignore[attr-defined]
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold  # type: ignore[attr-defined]
 
     @property
     def default_metric(self) -> str:  # type: ignore[override]
         return "f1_micro" if self.multi_label else "accuracy"
 
+    def head_description(self) -> str:
+        if self.multi_label:
+            return (f"Multi-label: a sigmoid score per label, threshold {self.threshold}. Every "
+                    "input gets zero or more of the labels, also when none fits.")
+        return ("Single-label: a softmax over the labels. Every input gets one label, also when "
+                "none fits.")
+
     # --- data -------------------------------------------------------------
-    def examples_from_table(self, table: Table, config: RunConfig) -> TextExamples:
+    @classmethod
+    def examples_from_table(cls, table: Table, config: RunConfig) -> TextExamples:
         data = config.data
+        multi_label = bool(config.task.option_values().get("multi_label", False))
         text_col = _column(table, data.text_column, "text_column")
         pair_col = (_column(table, data.text_pair_column, "text_pair_column")
                     if data.text_pair_column else None)
         label_col = _column(table, data.label_column, "label_column")
         texts, pairs, labels = [], [] if pair_col else None, []
         for i, row in enumerate(table.rows):
-            texts.append(self._text(row, text_col, table, i))
+            texts.append(cls._text(row, text_col, table, i))
             if pairs is not None:
-                pairs.append(self._text(row, pair_col, table, i))
-            labels.append(self._labels(row.get(label_col), label_col, data.label_separator,
-                                       table, i))
+                pairs.append(cls._text(row, pair_col, table, i))
+            labels.append(cls._labels(row.get(label_col), label_col, data.label_separator,
+                                      table, i, multi_label))
         return TextExamples(str(table.path), table.lines, texts, pairs, labels)
 
     @staticmethod
@@ -98,7 +146,9 @@ class TextClassification(Task):
                             "remove the row")
         return text
 
-    def _labels(self, value: Any, column: str, separator: str, table: Table, i: int) -> Any:
+    @staticmethod
+    def _labels(value: Any, column: str, separator: str, table: Table, i: int,
+                multi_label: bool) -> Any:
         if isinstance(value, list):
             found = [str(v).strip() for v in value]
         elif value is None:
@@ -107,26 +157,28 @@ class TextClassification(Task):
             whole = isinstance(value, float) and value.is_integer()  # JSON 1.0 -> label "1"
             text = str(int(value)) if whole else str(value)
             parts = [part for part in text.split(separator) if part.strip()]
-            if not self.multi_label and len(parts) > 1:
+            if not multi_label and len(parts) > 1:
                 raise DataError(
                     f"{table.where(i)}: label '{text}' looks like {len(parts)} labels joined "
                     f"by '{separator}'; set task.multi_label=true for several labels per row, "
                     "or set data.label_separator to a character the labels do not contain")
-            found = parts if self.multi_label else [text]
+            found = parts if multi_label else [text]
         found = [label.strip() for label in found if label.strip()]
         if not found:
             raise DataError(
                 f"{table.where(i)}: empty label in column '{column}'; every row needs a label"
             )
-        if not self.multi_label and len(found) > 1:
+        if not multi_label and len(found) > 1:
             raise DataError(
                 f"{table.where(i)}: {len(found)} labels in column '{column}'; set "
                 "task.multi_label=true for several labels per row"
             )
-        return sorted(set(found)) if self.multi_label else found[0]
+        return sorted(set(found)) if multi_label else found[0]
 
-    def label_set(self, examples: TextExamples) -> list[str]:
-        seen = {lab for labs in examples.labels for lab in (labs if self.multi_label else [labs])}
+    @classmethod
+    def label_set(cls, examples: TextExamples, options: BaseModel) -> list[str]:
+        multi_label = options.multi_label  # type: ignore[attr-defined]
+        seen = {lab for labs in examples.labels for lab in (labs if multi_label else [labs])}
         return sorted(seen, key=_natural_key)
 
     def check_labels(self, examples: TextExamples, train_source: str) -> None:
@@ -144,7 +196,7 @@ class TextClassification(Task):
         return None if self.multi_label else examples.labels
 
     def label_ids(self, examples: TextExamples) -> np.ndarray:
-        index = {label: i for i, label in enumerate(self.labels)}
+        index = self.label_index
         if not self.multi_label:
             return np.array([index[label] for label in examples.labels], dtype=np.int64)
         hot = np.zeros((len(examples), len(self.labels)), dtype=np.float32)
@@ -157,7 +209,8 @@ class TextClassification(Task):
         return tokenizer(list(texts), list(pairs) if pairs is not None else None,
                          truncation=True, max_length=self.max_length)
 
-    def token_lengths(self, examples: TextExamples, tokenizer: PreTrainedTokenizerBase
+    @classmethod
+    def token_lengths(cls, examples: TextExamples, tokenizer: PreTrainedTokenizerBase
                       ) -> list[int]:
         encoded = tokenizer(list(examples.texts), examples.pairs, truncation=False,
                             verbose=False)
@@ -191,7 +244,7 @@ class TextClassification(Task):
 
     def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
         _, predicted = self.decide(logits)
-        return scores.summary_metrics(label_ids, predicted)
+        return scores.trainer_metrics(label_ids, predicted)
 
     def _result(self, gold: np.ndarray, predicted: np.ndarray) -> EvalResult:
         return EvalResult(
@@ -232,8 +285,7 @@ class TextClassification(Task):
     def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                        train: TextExamples, examples: TextExamples, max_examples: int,
                        seed: int) -> EvalResult:
-        rng = np.random.default_rng(seed)
-        sample = train.subset(sorted(rng.permutation(len(train))[:max_examples].tolist()))
+        sample = self.probe_sample(train, max_examples, seed)
         embed = lambda ex: sentence_embeddings(  # noqa: E731
             encoder, tokenizer, self.tokenize(tokenizer, ex.texts, ex.pairs))
         predicted = fit_linear_probe(embed(sample), self.label_ids(sample), embed(examples),
@@ -262,14 +314,11 @@ class TextClassification(Task):
                                         self.collator(tokenizer), features, batch_size, progress))
 
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+                inputs: Sequence[Any], batch_size: int = 64, request: BaseModel | None = None
+                ) -> list[dict[str, Any]]:
         texts = [item[0] if isinstance(item, (tuple, list)) else item for item in inputs]
         pairs = ([item[1] for item in inputs]
                  if inputs and isinstance(inputs[0], (tuple, list)) else None)
-        for i, text in enumerate(texts):
-            problem = text_problem(text)
-            if problem:
-                raise DataError(f"input {i + 1}: {problem}")
         probs, _ = self.decide(self.logits(model, tokenizer, texts, pairs, batch_size))
         return [self._decoded(row) for row in probs]
 
@@ -277,3 +326,16 @@ class TextClassification(Task):
                             examples: TextExamples, batch_size: int = 64) -> np.ndarray:
         return self.logits(model, tokenizer, examples.texts, examples.pairs, batch_size,
                            progress=True)
+
+    def prediction_labels(self, prediction: dict[str, Any]) -> list[str]:
+        return [prediction["label"]] if "label" in prediction else prediction.get("labels", [])
+
+    def feedback_labels(self) -> list[str]:
+        return self.labels
+
+    def agreement(self, a: Any, b: Any) -> float:
+        if self.multi_label:
+            decided = [torch.sigmoid(torch.as_tensor(x, dtype=torch.float64)).numpy()
+                       >= self.threshold for x in (a, b)]
+            return float((decided[0] == decided[1]).all(axis=-1).mean())
+        return super().agreement(a, b)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from datasets import Dataset
+from pydantic import BaseModel, Field
 from transformers import (
     AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
@@ -17,6 +18,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tunelab.data.examples import Examples
 from tunelab.data.readers import Table
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
@@ -30,26 +32,36 @@ from tunelab.tasks.alignment import (
     word_outputs,
     words_with_offsets,
 )
-from tunelab.tasks.base import EvalResult, Task
+from tunelab.tasks.base import EvalResult
+from tunelab.tasks.labelled import LabelledTask
 from tunelab.tasks.tagging import check_tags, detect_scheme, entity_spans, to_iob2
+
+if TYPE_CHECKING:
+    from tunelab.config import RunConfig
 
 
 @dataclass
-class TokenExamples:
-    source: str
-    lines: list[int]
+class TokenExamples(Examples):
     tokens: list[list[str]]
     tags: list[list[str]]  # IOB2
 
-    def __len__(self) -> int:
-        return len(self.tokens)
+    def inputs(self) -> list[Any]:
+        return [list(words) for words in self.tokens]
 
-    def subset(self, indices: Sequence[int]) -> TokenExamples:
-        return TokenExamples(self.source, [self.lines[i] for i in indices],
-                             [self.tokens[i] for i in indices], [self.tags[i] for i in indices])
+    def plain_texts(self) -> list[str]:
+        return [" ".join(words) for words in self.tokens]
 
-    def where(self, index: int) -> str:
-        return f"{self.source}:{self.lines[index]}"
+
+class Entity(BaseModel):
+    text: str
+    type: str
+    start: int = Field(description="Character offset of the first character")
+    end: int = Field(description="Character offset after the last character")
+    score: float = Field(description="Mean tag probability over the entity's words")
+
+
+class EntityPrediction(BaseModel):
+    entities: list[Entity]
 
 
 def _spans_to_tags(text: str, spans: Any, where: str) -> tuple[list[str], list[str]]:
@@ -73,8 +85,9 @@ def _spans_to_tags(text: str, spans: Any, where: str) -> tuple[list[str], list[s
     return words, tags
 
 
-class TokenClassification(Task):
+class TokenClassification(LabelledTask):
     name = "token-classification"
+    Prediction = EntityPrediction
     accepts_token_lists = True
     peft_task_type = "TOKEN_CLS"
     auto_model = AutoModelForTokenClassification
@@ -90,7 +103,8 @@ class TokenClassification(Task):
                 "Only the entity types above are found.")
 
     # --- data -------------------------------------------------------------
-    def examples_from_table(self, table: Table, config: Any) -> TokenExamples:
+    @classmethod
+    def examples_from_table(cls, table: Table, config: RunConfig) -> TokenExamples:
         tokens, tags = [], []
         for i, row in enumerate(table.rows):
             if "tokens" in row and "tags" in row:
@@ -131,7 +145,8 @@ class TokenClassification(Task):
                     table.where(repaired[0]))
         return TokenExamples(str(table.path), table.lines, tokens, converted)
 
-    def label_set(self, examples: TokenExamples) -> list[str]:
+    @classmethod
+    def label_set(cls, examples: TokenExamples, options: BaseModel) -> list[str]:
         kinds = sorted({tag[2:] for tags in examples.tags for tag in tags if tag != "O"})
         return ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in "BI"]
 
@@ -145,11 +160,8 @@ class TokenClassification(Task):
                         f"training data ({train_source}){did_you_mean(tag[2:], known)}; fix "
                         "the tag or add training examples of it")
 
-    def strata(self, examples: TokenExamples) -> None:
-        return None
-
     def encode(self, examples: TokenExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
-        index = {tag: i for i, tag in enumerate(self.labels)}
+        index = self.label_index
         labels = [[index[tag] for tag in tags] for tags in examples.tags]
         windows = encode_windows(tokenizer, examples.tokens, self.max_length, labels)
         columns = {key: [f[key] for f in windows.features] for key in windows.features[0]}
@@ -171,7 +183,7 @@ class TokenClassification(Task):
             keep = row_gold != IGNORE
             gold.append([self.labels[i] for i in row_gold[keep]])
             guess.append(self._tags(row_pred[keep]))
-        return scores.summary_metrics(gold, guess)
+        return scores.trainer_metrics(gold, guess)
 
     def _result(self, examples: TokenExamples, predicted: list[list[str]]) -> EvalResult:
         metrics = scores.entity_metrics(examples.tags, predicted)
@@ -203,15 +215,14 @@ class TokenClassification(Task):
     def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                        train: TokenExamples, examples: TokenExamples, max_examples: int,
                        seed: int) -> EvalResult:
-        rng = np.random.default_rng(seed)
-        sample = train.subset(sorted(rng.permutation(len(train))[:max_examples].tolist()))
+        sample = self.probe_sample(train, max_examples, seed)
         encoder.eval()
 
         def features(ex: TokenExamples) -> list[np.ndarray]:
             return word_outputs(lambda batch: encoder(**batch).last_hidden_state, tokenizer,
                                 ex.tokens, self.max_length)
 
-        index = {tag: i for i, tag in enumerate(self.labels)}
+        index = self.label_index
         train_x = np.concatenate(features(sample))
         train_y = np.array([index[tag] for tags in sample.tags for tag in tags])
         eval_features = features(examples)
@@ -234,7 +245,8 @@ class TokenClassification(Task):
         return self._word_logits(model, tokenizer, examples.tokens, batch_size)
 
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+                inputs: Sequence[Any], batch_size: int = 64, request: BaseModel | None = None
+                ) -> list[dict[str, Any]]:
         """Entities with character offsets. An input is raw text (split into words here) or a
         list of tokens (offsets then refer to the tokens joined by single spaces)."""
         texts, sentences, offsets = [], [], []
@@ -262,3 +274,6 @@ class TokenClassification(Task):
                                                                   .mean()), 6)})
             out.append({"entities": entities})
         return out
+
+    def prediction_labels(self, prediction: dict[str, Any]) -> list[str]:
+        return [entity["type"] for entity in prediction.get("entities", [])]

@@ -98,7 +98,8 @@ class EarlyStoppingAfter(EarlyStoppingCallback):
 
 def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
                   train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
-                  collator: Any = None) -> Trainer:
+                  collator: Any = None, extra_callbacks: list[TrainerCallback] | None = None
+                  ) -> Trainer:
     args = training_arguments(config, run_dir / "checkpoints", metric, lr)
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -113,6 +114,7 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
     if config.training.early_stopping.enabled:
         stopping = config.training.early_stopping
         callbacks.append(EarlyStoppingAfter(stopping.patience, stopping.min_epochs))
+    callbacks += extra_callbacks or []
     return Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),

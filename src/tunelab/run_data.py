@@ -1,4 +1,5 @@
-"""Read a run's data files into task examples, and make any missing dev or test split.
+"""A run's data: read its files into task examples, build the task from the training
+examples, and make any missing dev or test split.
 
 Everything here runs before the run directory is touched, so bad data stops a run
 without leaving anything behind.
@@ -13,9 +14,9 @@ from typing import Any
 
 from tunelab import registry
 from tunelab.config import RunConfig
+from tunelab.data.examples import Examples
 from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.data.splits import rare_labels, split_indices
-from tunelab.errors import DataError
 from tunelab.tasks.base import Task
 
 
@@ -27,36 +28,28 @@ class Splits:
     sources: dict[str, str]  # split -> where it came from
 
 
-def read_examples(task: Task, path: Path, config: RunConfig) -> Any:
+def read_examples(task: type[Task] | Task, path: Path, config: RunConfig) -> Any:
     options = ReaderOptions(header=config.data.header, tag_column=config.data.tag_column)
     return task.examples_from_table(read_table(path, config.data.format, options), config)
 
 
-def load_splits(config: RunConfig) -> tuple[Task, Splits]:
-    """The task (with its label set from the training file) and the three splits."""
-    data = config.data
-    task = registry.tasks.get(config.task.type).from_config(config)
-    train = read_examples(task, data.train, config)
-    task.labels = task.label_set(train)
-    if config.task.labels is not None:
-        missing = [label for label in task.labels if label not in config.task.labels]
-        if missing:
-            raise DataError(f"{data.train}: labels {', '.join(missing)} are not in task.labels; "
-                            "add them to the list or remove the examples")
-        task.labels = list(config.task.labels)
-    if len(task.labels) < 2:
-        found = f"'{task.labels[0]}'" if task.labels else "none"
-        raise DataError(f"{data.train}: only one label in the training data ({found}); a "
-                        "model needs examples of at least two labels to learn to tell apart")
-    sources = {"train": str(data.train)}
+def load_splits(config: RunConfig, given: dict[str, Examples] | None = None
+                ) -> tuple[Task, Splits]:
+    """The task (built from the training examples) and the three splits. `given` holds
+    splits already in memory (by name: train, dev, test), used instead of the files."""
+    data, given = config.data, given or {}
+    task_cls = registry.tasks.get(config.task.type)
+    train = given["train"] if "train" in given else read_examples(task_cls, data.train, config)
+    task = task_cls.from_config(config, train)
+    sources = {"train": train.source if "train" in given else str(data.train)}
     held: dict[str, Any] = {}
     unevaluated: dict[str, int] = {}
     for role, path, fraction in (("test", data.test, data.test_fraction),
                                  ("dev", data.dev, data.dev_fraction)):
-        if path is not None:
-            held[role] = read_examples(task, path, config)
-            task.check_labels(held[role], str(data.train))
-            sources[role] = str(path)
+        if role in given or path is not None:
+            held[role] = given[role] if role in given else read_examples(task, path, config)
+            task.check_examples(held[role], sources["train"])
+            sources[role] = held[role].source if role in given else str(path)
         else:
             strata = task.strata(train)
             rare = rare_labels(strata) if strata is not None else {}

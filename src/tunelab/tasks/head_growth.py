@@ -37,6 +37,42 @@ def output_layer(model: nn.Module, n_labels: int) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
+def copy_label_rows(target: torch.Tensor, source: torch.Tensor, old_labels: Sequence[str],
+                    labels: Sequence[str]) -> None:
+    """Copy the rows of `source` (one per old label) into `target` (one per label) for the
+    labels both lists share, by name. Rows of new labels are left as they are. This is the one
+    way a head is extended: continuing a run with more labels, and retrain's grown head."""
+    index = {label: i for i, label in enumerate(old_labels)}
+    with torch.no_grad():
+        for row, label in enumerate(labels):
+            if label in index:
+                target[row] = source[index[label]]
+
+
+def carry_head_rows(model: nn.Module, source: str, labels: Sequence[str]) -> None:
+    """When `source` is a trained tunelab model with another label list, copy its head's
+    rows for the labels both share, so continuing it keeps what it knew; rows of new labels
+    stay freshly initialised."""
+    import json
+
+    meta, weights = Path(source) / MODEL_META, Path(source) / "model.safetensors"
+    if not meta.is_file() or not weights.is_file():
+        return
+    old = json.loads(meta.read_text(encoding="utf-8")).get("labels", [])
+    if list(old) == list(labels):
+        return
+    from safetensors.torch import load_file
+
+    saved = load_file(weights)
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    for name, parameter in model.named_parameters():
+        before = saved.get(name)
+        if (not name.startswith(prefix) and before is not None
+                and before.shape[0] == len(old) and parameter.shape[0] == len(labels)
+                and before.shape[1:] == parameter.shape[1:]):
+            copy_label_rows(parameter, before, old, labels)
+
+
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, attribute = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, attribute, module)
@@ -105,10 +141,13 @@ def grow_head(model: nn.Module, old_labels: Sequence[str], labels: Sequence[str]
         new_weight, new_bias = fit_new_rows(
             features.float(), torch.tensor([index[t] for t in targets]), weight, bias, new_rows)
     projection = nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None)
+    copy_label_rows(projection.weight, layer.weight, old_labels, labels)
     with torch.no_grad():
-        projection.weight.copy_(weight.index_copy(0, torch.tensor(new_rows), new_weight))
-        if projection.bias is not None:
-            projection.bias.copy_(bias.index_copy(0, torch.tensor(new_rows), new_bias))
+        projection.weight[new_rows] = new_weight
+    if projection.bias is not None and layer.bias is not None:
+        copy_label_rows(projection.bias, layer.bias, old_labels, labels)
+        with torch.no_grad():
+            projection.bias[new_rows] = new_bias
     set_module(grown, name, projection)
     grown.config.num_labels = len(labels)
     grown.config.id2label = dict(enumerate(labels))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunelab.record import RunRecord
 
 ROW_NAMES = {
     "majority": "majority class",
@@ -12,7 +15,7 @@ ROW_NAMES = {
 }
 
 
-def comparison_table(rows: dict[str, dict[str, float]], headline: Sequence[str]) -> str:
+def comparison_table(rows: dict[str, dict[str, float | int]], headline: Sequence[str]) -> str:
     """One line per model (baselines first), then the gain of the model over each baseline."""
     width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
     columns = [(metric, max(13, len(metric) + 2)) for metric in headline]
@@ -28,21 +31,21 @@ def comparison_table(rows: dict[str, dict[str, float]], headline: Sequence[str])
     return "\n".join(lines)
 
 
-def run_report(name: str, summary: dict[str, Any], rows: dict[str, dict[str, float]],
-               per_class: str, headline: Sequence[str], report_kind: str) -> str:
-    train = summary["train"]
+def run_report(record: RunRecord, per_class: str, headline: Sequence[str],
+               report_kind: str) -> str:
+    train, sizes = record.train, record.sizes
     return "\n".join([
-        f"tunelab run '{name}': {summary['task']} with {summary['model']} "
-        f"(method {summary['method']}, {train['trainable_parameters']:,} of "
-        f"{train['total_parameters']:,} parameters trained)",
-        f"data: train {summary['sizes']['train']}, dev {summary['sizes']['dev']}, "
-        f"test {summary['sizes']['test']}  (test: {summary['sources']['test']})",
-        f"training: {train['seconds']:.1f} s, {train['samples_per_second']:.1f} samples/s, "
-        f"{train['epochs']:.2f} epochs, peak RSS {summary['peak_rss_mb']:.0f} MB, "
-        f"best dev {summary['metric']} {train['best_dev_metric']:.4f}",
+        f"tunelab run '{record.name}': {record.task} with {record.model} "
+        f"(method {record.method}, {train.trainable_parameters:,} of "
+        f"{train.total_parameters:,} parameters trained)",
+        f"data: train {sizes['train']}, dev {sizes['dev']}, "
+        f"test {sizes['test']}  (test: {record.sources['test']})",
+        f"training: {train.seconds:.1f} s, {train.samples_per_second:.1f} samples/s, "
+        f"{train.epochs:.2f} epochs, peak RSS {record.peak_rss_mb:.0f} MB, "
+        f"best dev {record.metric} {train.best_dev_metric:.4f}",
         "",
         "Test scores (points = percentage points)",
-        comparison_table(rows, headline),
+        comparison_table(record.rows(), headline),
         "",
         f"{report_kind} (test)",
         per_class.rstrip(),
@@ -50,7 +53,7 @@ def run_report(name: str, summary: dict[str, Any], rows: dict[str, dict[str, flo
     ])
 
 
-def eval_report(model_name: str, data: str, metrics: dict[str, float], per_class: str,
+def eval_report(model_name: str, data: str, metrics: dict[str, float | int], per_class: str,
                 headline: Sequence[str]) -> str:
     return "\n".join([
         f"tunelab eval: {model_name} on {data} ({metrics.get('n', 0)} examples)",

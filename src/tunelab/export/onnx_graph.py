@@ -1,0 +1,121 @@
+"""ONNX export, the heavy half: merge the method's adapter, export with torch.onnx, fuse
+with ONNX Runtime's transformer optimizer, quantise to int8 (dynamic), then check the
+result against PyTorch before anything is written to the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab import registry
+from tunelab.errors import ExportError
+from tunelab.export.check import cold_start_seconds, compare_backends
+from tunelab.export.onnx import FP32, INT8, OnnxExporter, OnnxOptions, failures, report_markdown
+from tunelab.export.runtime import OnnxModel, file_mb
+from tunelab.rundir import atomic_path, write_json, write_text
+
+
+class _LogitsOnly(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).logits
+
+
+def plain_model(model: Any, method_name: str, run_dir: Path) -> torch.nn.Module:
+    """The model with the method's additions merged into its weights, on eager attention
+    (ONNX Runtime's attention fusion matches the eager graph, not SDPA's)."""
+    method = registry.methods.get(method_name)
+    if not method.mergeable:
+        raise ExportError(f"{run_dir}: method '{method_name}' cannot be merged into the base "
+                          "weights, so it has no ONNX export; serve the run with the torch "
+                          "backend (`tunelab serve RUN --backend torch`)")
+    model = method.merged(model)
+    model.set_attn_implementation("eager")
+    return model.eval()
+
+
+def export_graph(model: torch.nn.Module, tokenizer: Any, path: Path, opset: int) -> None:
+    sample = tokenizer(["a short example", "and a second, longer example text"],
+                       padding=True, return_tensors="pt")
+    token_types = sample.get("token_type_ids", torch.zeros_like(sample["input_ids"]))
+    dynamic = {0: "batch", 1: "sequence"}
+    with torch.inference_mode():
+        torch.onnx.export(
+            _LogitsOnly(model), (sample["input_ids"], sample["attention_mask"], token_types),
+            str(path), input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["logits"], opset_version=opset, dynamo=False,
+            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
+                          "token_type_ids": dynamic, "logits": {0: "batch"}},
+        )
+
+
+def fuse(path: Path, config: Any) -> None:
+    """Rewrite the graph in place with ORT's fused attention, GELU and layer-norm ops."""
+    from onnxruntime.transformers import optimizer
+
+    model_type = config.model_type if config.model_type in ("bert", "roberta") else "bert"
+    fused = optimizer.optimize_model(str(path), model_type=model_type,
+                                     num_heads=config.num_attention_heads,
+                                     hidden_size=config.hidden_size)
+    fused.save_model_to_file(str(path))
+
+
+def quantize(source: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Shape inference fails on fused graphs without a default tensor type. Per-channel
+    # scales: on an SST-2 MiniLM, agreement with PyTorch rose from 96.6% to 98.4%, at the
+    # same accuracy and no loss of speed.
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
+    """Write RUN/export/onnx/ (model.onnx, model.int8.onnx, report) or raise ExportError
+    with the figures that failed the check; nothing is written then."""
+    from tunelab.predictor import Predictor, labelled_check_data
+
+    predictor = Predictor(run_dir, backend="torch")
+    examples, source = labelled_check_data(predictor, options.data)
+    model = plain_model(predictor.model, predictor.meta["method"], predictor.run_dir)
+    target = OnnxExporter.folder(predictor.run_dir)
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        export_graph(model, predictor.tokenizer, tmp / FP32, options.opset)
+        fuse(tmp / FP32, model.config)
+        backends: dict[str, Any] = {"torch fp32": model, "onnx fp32": OnnxModel(tmp / FP32)}
+        if options.quantize:
+            quantize(tmp / FP32, tmp / INT8)
+            backends["onnx int8"] = OnnxModel(tmp / INT8)
+        comparison = compare_backends(predictor.task, predictor.tokenizer, examples, backends)
+        failed = failures(comparison, options)
+        if failed:
+            raise ExportError(
+                f"{run_dir}: export refused, {'; '.join(failed)} (checked on {len(examples)} "
+                f"examples of {source}); nothing was written. Export fp32 only with "
+                "--no-quantize, or loosen --min-agreement / --max-drop if this is expected")
+        probe = examples.inputs()[0]
+        for name in backends:
+            path = None if name == "torch fp32" else tmp / (INT8 if name.endswith("int8")
+                                                             else FP32)
+            comparison.cold_start_s[name] = cold_start_seconds(
+                predictor.run_dir, "torch" if path is None else "onnx", path, probe)
+        report = {
+            "run": str(predictor.run_dir), "checked_on": source, "examples": len(examples),
+            "metric": comparison.metric,
+            "files_mb": {name: file_mb(tmp / name) for name in (FP32, INT8)
+                         if (tmp / name).exists()},
+            "default": INT8 if options.quantize else FP32,
+            **comparison.as_dict(),
+        }
+        write_json(tmp / "report.json", report)
+        write_text(tmp / "report.md", report_markdown(report))
+    return report

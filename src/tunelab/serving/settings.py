@@ -1,0 +1,64 @@
+"""The service's settings, stated once: `tunelab serve` takes its options, defaults and
+help from this model, and each worker process reads it back from the environment
+(pydantic-settings, prefix TUNELAB_SERVE_)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HIDDEN = {"cli": False}
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNELAB_SERVE_", env_parse_none_str="null",
+                                      extra="forbid")
+
+    run: Path | None = Field(default=None, json_schema_extra=HIDDEN)
+    follow_production: bool = Field(
+        default=False, description="Swap to each newly promoted model (`tunelab models "
+        "promote`) without dropping requests")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="Processes (each loads the model)")
+    backend: str = Field(default="auto", description="auto (exported int8 ONNX if present, "
+                         "else torch), torch, onnx, onnx-fp32")
+    auth: bool = Field(default=True, description="Require API keys (--no-auth: local "
+                       "testing only)")
+    max_batch_size: int = Field(default=32, ge=1)
+    max_wait_ms: float = Field(default=5.0, ge=0.0)
+    max_texts: int = Field(default=64, ge=1, description="Texts per request")
+    max_chars: int = Field(default=2000, ge=1, description="Characters per text")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body")
+    rate_limit: float = Field(default=100.0, ge=0.0, description="Requests/s per key and "
+                              "worker (0: off)")
+    rate_burst: int | None = Field(default=None, ge=1, description="Requests a key may send "
+                                   "at once (default: twice the rate limit)")
+    max_queue: int = Field(default=256, ge=1, description="Texts waiting for the model; past "
+                           "it, 503 with Retry-After at once")
+    log_texts: bool = Field(default=False, description="Log raw request texts")
+    threads: int | None = Field(default=None, ge=1, description="Inference threads per "
+                                "worker")
+    poll_seconds: float = Field(default=5.0, gt=0.0, json_schema_extra=HIDDEN)
+    monitor_window: int = Field(default=5000, ge=1, description="Recent predictions kept for "
+                                "drift monitoring")
+
+    @model_validator(mode="after")
+    def _burst(self) -> ServeSettings:
+        if self.rate_burst is None:
+            self.rate_burst = max(1, int(self.rate_limit * 2))
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, for worker processes to read back."""
+        prefix = self.model_config["env_prefix"]
+        return {f"{prefix}{name.upper()}": json.dumps(value) if not isinstance(value, str)
+                else value for name, value in self.model_dump(mode="json").items()}
+
+
+def settings_from_env() -> Any:
+    return ServeSettings()

@@ -1,0 +1,120 @@
+"""The base of tasks that predict from a fixed label set (text and token classification):
+label maps, a head with one output per label, head surgery when the label set grows,
+agreement by argmax, and the majority and linear-probe baselines."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tunelab.errors import DataError
+from tunelab.models import ResolvedModel, pretrained_config
+from tunelab.tasks.base import EvalResult, Task
+from tunelab.tasks.head_growth import carry_head_rows
+
+if TYPE_CHECKING:
+    from tunelab.config import RunConfig
+
+
+class LabelledOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A fixed label order (default: the training labels, sorted). Continuing a trained model
+    # keeps its order and appends new labels, so its head rows stay where they were.
+    labels: list[str] | None = None
+
+
+class LabelledTask(Task):
+    Options = LabelledOptions
+
+    def __init__(self, labels: Sequence[str] = (), max_length: int = 128,
+                 options: BaseModel | None = None, **option_values: Any) -> None:
+        super().__init__(options if options is not None else self.Options(**option_values),
+                         max_length)
+        self.labels = list(labels)
+        self.label_index = {label: i for i, label in enumerate(self.labels)}
+
+    @classmethod
+    def from_config(cls, config: RunConfig, train: Any) -> LabelledTask:
+        options = cls.options_from(config.task.option_values())
+        labels = cls.label_set(train, options)
+        fixed = getattr(options, "labels", None)
+        if fixed is not None:
+            missing = [label for label in labels if label not in fixed]
+            if missing:
+                raise DataError(f"{config.data.train}: labels {', '.join(missing)} are not in "
+                                "task.labels; add them to the list or remove the examples")
+            labels = list(fixed)
+        if len(labels) < 2:
+            found = f"'{labels[0]}'" if labels else "none"
+            raise DataError(f"{config.data.train}: only one label in the training data "
+                            f"({found}); a model needs examples of at least two labels to "
+                            "learn to tell apart")
+        return cls(labels, config.data.max_length, options)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> LabelledTask:
+        return cls(meta["labels"], meta.get("max_length", 128), cls.options_from(meta))
+
+    def meta(self) -> dict[str, Any]:
+        return {**super().meta(), "labels": self.labels}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "labels": self.labels}
+
+    # --- data ----------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def label_set(cls, examples: Any, options: BaseModel) -> list[str]:
+        """The labels the examples use, in the order the head gets them."""
+
+    @abstractmethod
+    def check_labels(self, examples: Any, train_source: str) -> None:
+        """Raise DataError for a label that the training data does not have."""
+
+    def check_examples(self, examples: Any, train_source: str) -> None:
+        self.check_labels(examples, train_source)
+
+    # --- model ---------------------------------------------------------------
+    def model_config_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": dict(self.label_index)}
+
+    def build_model(self, resolved: ResolvedModel, dropout: float | None = None
+                    ) -> PreTrainedModel:
+        config = pretrained_config(resolved, dropout, **self.model_config_kwargs())
+        model = self.auto_model.from_pretrained(
+            resolved.source, config=config, ignore_mismatched_sizes=True,
+            **resolved.from_pretrained_kwargs)
+        carry_head_rows(model, resolved.source, self.labels)
+        return model
+
+    # --- scoring -------------------------------------------------------------
+    def agreement(self, a: Any, b: Any) -> float:
+        decided = [np.concatenate([np.atleast_1d(np.asarray(x).argmax(-1)) for x in outputs])
+                   for outputs in (a, b)]
+        return float((decided[0] == decided[1]).mean())
+
+    @abstractmethod
+    def majority_baseline(self, train: Any, examples: Any) -> EvalResult: ...
+
+    @abstractmethod
+    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       train: Any, examples: Any, max_examples: int, seed: int) -> EvalResult:
+        """The pretrained encoder, frozen, with a freshly fitted linear head."""
+
+    def baselines(self, train: Any, test: Any, encoder: Callable[[], PreTrainedModel],
+                  tokenizer: PreTrainedTokenizerBase, max_examples: int, seed: int
+                  ) -> dict[str, dict[str, float]]:
+        return {"majority": self.majority_baseline(train, test).metrics,
+                "probe": self.probe_baseline(encoder(), tokenizer, train, test, max_examples,
+                                             seed).metrics}
+
+    @staticmethod
+    def probe_sample(train: Any, max_examples: int, seed: int) -> Any:
+        rng = np.random.default_rng(seed)
+        return train.subset(sorted(rng.permutation(len(train))[:max_examples].tolist()))
