@@ -138,9 +138,13 @@ def tiny_config(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict[str,
 STRICT_SKIPS = "TUNELAB_NO_SKIPS"  # set by .ci/run: there a skipped real component fails
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """In CI, a test skipped because PostgreSQL (or another real component) is missing is a
-    failure: a green run must mean every backend was tested."""
+    failure: a green run must mean every backend was tested. The report is changed as it is
+    made, so every later hook (the terminal summary included) sees a failure."""
+    outcome = yield
+    report = outcome.get_result()
     if report.skipped and os.environ.get(STRICT_SKIPS) and report.when in ("setup", "call"):
         reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
         report.outcome = "failed"

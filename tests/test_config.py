@@ -82,3 +82,30 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path.write_text("data:\n  train: a.csv\n  dev: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml:\d+"):
         load_config(path)
+
+
+def test_task_options_belong_to_the_task_and_errors_name_them() -> None:
+    with pytest.raises(ConfigError, match=r"task\.threshold: Input should be less than 1"):
+        parse_config({**BASE, "task": {"threshold": 1.5}})
+    with pytest.raises(ConfigError, match=r"unknown key 'task\.multi_label'"):  # NER has none
+        parse_config({**BASE, "task": {"type": "token-classification", "multi_label": True}})
+    config = parse_config({**BASE, "task": "token-classification"})
+    assert config.task.type == "token-classification" and config.task.option_values() == {
+        "labels": None}
+
+
+def test_a_saved_runs_config_drops_task_keys_an_older_version_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "task": {"type": "token-classification",
+                                                     "multi_label": False, "threshold": 0.5}}))
+    with pytest.raises(ConfigError, match="multi_label"):
+        load_config(path)  # a user's config: the key is an error
+    assert load_config(path, saved=True).task.type == "token-classification"
+
+
+def test_a_config_that_is_not_a_mapping_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("- a\n- b\n")
+    for saved in (False, True):
+        with pytest.raises(ConfigError, match="expected a mapping of sections"):
+            load_config(path, saved=saved)

@@ -22,6 +22,7 @@ text-score = toy_plugin:TextScore
 
 [tunelab.methods]
 bitfit = toy_plugin:BitFit
+least-squares-head = toy_plugin:LeastSquaresHead
 """
 
 
@@ -121,3 +122,24 @@ def test_a_plugin_task_and_method_train_predict_export_and_serve(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_plugin_method_with_its_own_loop_trains_without_the_trainer(
+        tmp_path: Path, tiny_model_dir: Path, plugin_env: dict[str, str]) -> None:
+    files = {split: write_csv(tmp_path / f"{split}.csv", scored_rows(n, seed),
+                              header=("text", "score"))
+             for split, n, seed in (("train", 96, 1), ("dev", 24, 2), ("test", 24, 3))}
+    config = {"name": "solved", "output_dir": str(tmp_path / "runs"), "threads": 1,
+              "model": {"name": str(tiny_model_dir)}, "task": "text-score",
+              "method": "least-squares-head",
+              "data": {**{k: str(v) for k, v in files.items()}, "label_column": "score"},
+              "evaluation": {"baselines": False}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    tunelab(plugin_env, "train", "config.yaml", cwd=tmp_path)
+    run = tmp_path / "runs" / "solved"
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["train"]["steps"] == 0 and not (run / "checkpoints").exists()
+    history = json.loads((run / "log_history.json").read_text())
+    assert history == [{"epoch": 1.0, "step": 0, "fitted_examples": 96}]
+    # the closed-form head beats predicting the training mean (MSE 0.25 on 0/1 scores)
+    assert record["test"]["neg_mse"] > -0.25

@@ -374,3 +374,26 @@ def test_serve_without_any_key_refuses_to_start_with_one_line(served_run: Path, 
     assert result.returncode == 2
     assert "no API keys in the store" in result.stderr and "keys create" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_workers_read_the_settings_the_command_was_given(served_run: Path) -> None:
+    """With --workers 2 each uvicorn worker rebuilds the settings from the environment
+    (pydantic-settings): the limits given on the command line hold in every worker."""
+    process, url = start_server(served_run, "--workers", "2", "--no-auth", "--max-texts", "3",
+                                "--rate-limit", "0")
+    try:
+        pids = set()
+        for _ in range(200):  # each request a new connection, taken by either worker
+            info = httpx.get(f"{url}/v1/monitor", timeout=10).json()
+            limits = httpx.get(f"{url}/v1/model", timeout=10).json()["limits"]
+            assert limits == {"max_texts": 3, "max_chars": 2000, "rate_limit_per_worker": 0.0}
+            pids.add(info["worker_pid"])
+            if len(pids) == 2:
+                break
+        too_many = httpx.post(f"{url}/v1/predict", json={"texts": ["a", "b", "c", "d"]},
+                              timeout=30)
+        assert too_many.status_code == 413 and "at most 3" in too_many.text
+        assert len(pids) == 2, "both workers answered"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

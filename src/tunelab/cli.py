@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from tunelab import cli_lifecycle
+from tunelab import cli_lifecycle, registry
 from tunelab.cli_options import options_from
 from tunelab.console import err, out, quiet_libraries
 from tunelab.data.text_checks import cell_text
@@ -97,7 +97,6 @@ def _export_flags() -> type[BaseModel]:
     """Every registered exporter's options, as one set of flags (each exporter takes its own)."""
     from pydantic import create_model
 
-    from tunelab import registry
     from tunelab.export.base import ExportOptions
 
     fields: dict[str, Any] = {}
@@ -113,13 +112,12 @@ def _export_flags() -> type[BaseModel]:
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
     options: BaseModel,
-    format_: Annotated[str, typer.Option("--format", help="Exporter (see `tunelab export "
-                                         "--help`): onnx")] = "onnx",
+    format_: Annotated[str, typer.Option("--format", help="Exporter: " + ", ".join(
+        registry.exporters.names()))] = "onnx",
 ) -> None:
     """Export a run for serving (ONNX: adapter merged, graph fused, int8), refused if it
     disagrees with PyTorch."""
     quiet_libraries()
-    from tunelab import registry
     from tunelab.api import export as run_export
 
     exporter = registry.exporters.get(registry.exporters.check(format_))

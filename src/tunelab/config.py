@@ -253,6 +253,9 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     got = first.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     message = first["msg"].removeprefix("Value error, ")
+    field, sep, rest = message.partition(": ")
+    if sep and where in ("task", "method") and field.replace(".", "").isidentifier():
+        where, message = f"{where}.{field}", rest  # an option of the chosen implementation
     return f"{source}: {where}: {message}{got_text}; fix this value in the config"
 
 
@@ -306,7 +309,7 @@ def load_config(path: Path, overrides: list[str] | None = None,
     the config.yaml of a finished run, whose task section may hold keys an older tunelab
     wrote for every task (multi_label and threshold on NER runs); those are dropped."""
     raw = read_yaml(path) if missing is None or path.is_file() else dict(missing)
-    task = raw.get("task")
+    task = raw.get("task") if isinstance(raw, dict) else None
     if saved and isinstance(task, dict) and task.get("type", "text-classification") in \
             registry.tasks:
         known = {"type", *registry.tasks.get(task.get("type", "text-classification"))

@@ -34,8 +34,9 @@ def model_card(record: RunRecord, task: Task, per_class: str, run_path: str,
     shown = ", ".join(labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
     template = files("tunelab").joinpath("templates/model_card.md").read_text("utf-8")
     card = ModelCard.from_template(
-        card_data(record, task.headline_metrics), template_str=template, record=record, labels_shown=shown,
-        head_description=task.head_description(), intended_use=task.intended_use,
+        card_data(record, task.headline_metrics), template_str=template, record=record,
+        labels_shown=shown, head_description=task.head_description(),
+        intended_use=task.intended_use,
         comparison=comparison_table(record.rows(), task.headline_metrics),
         per_class=per_class.rstrip(), run_path=run_path, adapter=adapter)
     return str(card)

@@ -50,25 +50,33 @@ def backends() -> list[str]:
     return names
 
 
+def exporter_for(backend: str) -> type[Exporter]:
+    """The registered exporter that offers `backend`."""
+    for name in registry.exporters.names():
+        exporter = registry.exporters.get(name)
+        if backend in exporter.backends:
+            return exporter
+    raise ModelError(f"unknown backend '{backend}'; choose one of: {', '.join(backends())}")
+
+
 def exported_model(run_dir: Path, backend: str) -> tuple[type[Exporter], Path] | None:
     """The exporter and file a backend choice selects; None means PyTorch."""
     if backend == "torch":
         return None
-    if backend not in backends():
-        raise ModelError(f"unknown backend '{backend}'; choose one of: "
-                         f"{', '.join(backends())}")
-    for name in registry.exporters.names():
-        exporter = registry.exporters.get(name)
-        wanted = exporter.default_backend if backend == "auto" else backend
-        if wanted in exporter.backends:
-            found = exporter.find(run_dir, wanted)
+    if backend == "auto":  # the first exporter whose default backend has been written
+        for name in registry.exporters.names():
+            exporter = registry.exporters.get(name)
+            found = exporter.find(run_dir, exporter.default_backend)
             if found is not None:
                 return exporter, found
-            if backend != "auto":
-                raise ModelError(f"{run_dir}: no {name} export for backend {backend}; run "
-                                 f"`tunelab export {run_dir} --format {name}` first, or use "
-                                 "--backend torch")
-    return None
+        return None
+    exporter = exporter_for(backend)
+    found = exporter.find(run_dir, backend)
+    if found is None:
+        raise ModelError(f"{run_dir}: no {exporter.name} export for backend {backend}; run "
+                         f"`tunelab export {run_dir} --format {exporter.name}` first, or use "
+                         "--backend torch")
+    return exporter, found
 
 
 class Predictor:
@@ -82,9 +90,8 @@ class Predictor:
         self.run_dir = self.model_dir.parent if self.model_dir.name == "model" else self.model_dir
         self.meta = read_json(self.model_dir / MODEL_META)
         self.task: Task = registry.tasks.get(self.meta["task"]).from_meta(self.meta)
-        exported = exported_model(self.run_dir, backend) if model_file is None else (
-            next(registry.exporters.get(n) for n in registry.exporters.names()
-                 if backend in registry.exporters.get(n).backends), model_file)
+        exported = (exported_model(self.run_dir, backend) if model_file is None
+                    else (exporter_for(backend), model_file))
         if exported is None:
             self.backend = "torch"
             self.model = registry.methods.get(self.meta["method"]).load(

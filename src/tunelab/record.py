@@ -31,6 +31,8 @@ class TrainStats(BaseModel):
     max_length: int = 0
     truncated_at_percentile: int | None = None
     unknown_token_share: float = 0.0
+    # the process's peak RSS when training ended, before test evaluation and baselines
+    peak_rss_mb: float = 0.0
 
 
 class RunRecord(BaseModel):

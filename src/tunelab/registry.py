@@ -70,6 +70,12 @@ methods = Registry(
         "full": "tunelab.methods.full:FullFineTuning",
         "head": "tunelab.methods.head:HeadOnly",
         "lora": "tunelab.methods.lora:LoRA",
+        "adalora": "tunelab.methods.adalora:AdaLoRA",
+        "ia3": "tunelab.methods.ia3:IA3",
+        "prefix": "tunelab.methods.prompt_learning:PrefixTuning",
+        "prompt": "tunelab.methods.prompt_learning:PromptTuning",
+        "p-tuning": "tunelab.methods.prompt_learning:PTuning",
+        "adapter": "tunelab.methods.adapters:BottleneckAdapters",
     },
 )
 

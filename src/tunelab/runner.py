@@ -48,7 +48,7 @@ from tunelab.rundir import (
 )
 from tunelab.tasks.base import EvalResult, Task
 from tunelab.training.frozen_layers import FrozenLowerLayers
-from tunelab.training.trainer import build_trainer
+from tunelab.training.trainer import build_trainer, train_with_trainer
 
 
 @dataclass
@@ -144,12 +144,16 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     with frozen.top_layers_only() if caching else contextlib.nullcontext():
         model = method.prepare(model, task, plan)
         run_slot.open_work(slot, config.to_yaml())  # only now: bad input has been refused
-        trainer = build_trainer(config, task, model, tokenizer, train_set, dev_set, run_dir, lr,
-                                metric, collator, method.callbacks(model, plan))
         prepare_seconds = time.perf_counter() - started
-        output = trainer.train(resume_from_checkpoint=checkpoint)
+        trained = method.fit(model, task, tokenizer, splits.train, splits.dev, plan, run_dir)
+        if trained is None:
+            trained = train_with_trainer(build_trainer(
+                config, task, model, tokenizer, train_set, dev_set, run_dir, lr, metric,
+                collator, method.callbacks(model, plan), method.keeps_best_checkpoint),
+                checkpoint)
     seconds = time.perf_counter() - started
-    model = trainer.model
+    training_rss = peak_rss_mb()
+    model = trained.model
     trainable, total = trainable_summary(model)
 
     test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
@@ -160,15 +164,14 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
                                                               splits),
         train=TrainStats(
             seconds=round(seconds, 2),
-            samples_per_second=round(output.metrics.get("train_samples_per_second", 0.0), 2),
-            steps=trainer.state.global_step, epochs=float(trainer.state.epoch or 0.0),
-            best_dev_metric=trainer.state.best_metric or float("nan"),
+            samples_per_second=round(trained.samples_per_second, 2), steps=trained.steps,
+            epochs=trained.epochs, best_dev_metric=trained.best_dev_metric,
             trainable_parameters=trainable, total_parameters=total, resumed_from=checkpoint,
             tokenize_seconds=round(tokenize_seconds, 2),
             prepare_seconds=round(prepare_seconds, 2), tokenized_from_cache=train_cached,
             frozen_layers=config.training.freeze_layers, max_length=task.max_length,
             truncated_at_percentile=truncated_at,
-            unknown_token_share=round(unknown_share, 4)),
+            unknown_token_share=round(unknown_share, 4), peak_rss_mb=round(training_rss, 1)),
         max_epochs=config.training.epochs, peak_rss_mb=round(peak_rss_mb(), 1),
         sizes={"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
         sources=splits.sources, fingerprints=_fingerprints(config, splits),
@@ -177,7 +180,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
         if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         versions=package_versions())
     _write_run(config, run_dir, slot.final, method, model, tokenizer, task, record, test,
-               trainer.state.log_history)
+               trained.log_history)
     return RunResult(slot.final, record, (run_dir / "report.txt").read_text(encoding="utf-8"))
 
 

@@ -25,7 +25,7 @@ from tunelab.data.examples import Examples
 from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError
 from tunelab.inference import batched_outputs, on_device
-from tunelab.methods.base import Method, TrainingPlan
+from tunelab.methods.base import Method, Trained, TrainingPlan
 from tunelab.models import pretrained_config
 from tunelab.tasks.base import EvalResult, Task
 
@@ -176,4 +176,24 @@ class BitFit(Method):
              "steps_per_epoch": self.plan.steps_per_epoch}))
 
 
-_ = torch  # the model code above runs on torch tensors
+class LeastSquaresHead(Method):
+    """No gradient steps: the encoder stays as pretrained and the regression head is solved
+    in closed form on the pooled features (a method with its own `fit`, no Trainer)."""
+
+    mergeable = True
+
+    def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
+            plan: TrainingPlan, run_dir: Path) -> Trained:
+        encoder = model.get_submodule(model.base_model_prefix).eval()
+        batch = tokenizer(list(train.texts), padding=True, truncation=True,
+                          max_length=task.max_length, return_tensors="pt")
+        with torch.no_grad():
+            features = encoder(**batch).pooler_output
+        design = torch.cat([features, torch.ones(len(features), 1)], dim=1)
+        target = torch.tensor(train.values, dtype=design.dtype).unsqueeze(1)
+        solution = torch.linalg.lstsq(design, target, driver="gelsd").solution
+        with torch.no_grad():
+            model.classifier.weight.copy_(solution[:-1].T)
+            model.classifier.bias.copy_(solution[-1])
+        return Trained(model, steps=0, epochs=1.0,
+                       log_history=[{"epoch": 1.0, "step": 0, "fitted_examples": len(train)}])

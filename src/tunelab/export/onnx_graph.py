@@ -31,12 +31,13 @@ class _LogitsOnly(torch.nn.Module):
 def plain_model(model: Any, method_name: str, run_dir: Path) -> torch.nn.Module:
     """The model with the method's additions merged into its weights, on eager attention
     (ONNX Runtime's attention fusion matches the eager graph, not SDPA's)."""
-    method = registry.methods.get(method_name)
-    if not method.mergeable:
-        raise ExportError(f"{run_dir}: method '{method_name}' cannot be merged into the base "
-                          "weights, so it has no ONNX export; serve the run with the torch "
-                          "backend (`tunelab serve RUN --backend torch`)")
-    model = method.merged(model)
+    plain = registry.methods.get(method_name).for_export(model)
+    if plain is None:
+        raise ExportError(f"{run_dir}: method '{method_name}' adds virtual tokens that ONNX "
+                          "export does not carry, so this run has no ONNX export; it is "
+                          "served with the torch backend (`tunelab serve RUN`, `tunelab "
+                          "predict RUN` use it already)")
+    model = plain
     model.set_attn_implementation("eager")
     return model.eval()
 

@@ -4,7 +4,7 @@ and merged for export."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,14 +30,29 @@ class TrainingPlan:
     epochs: float
 
 
+@dataclass
+class Trained:
+    """What training produced, by the transformers Trainer or by a method's own `fit`."""
+
+    model: Any
+    steps: int = 0
+    epochs: float = 0.0
+    best_dev_metric: float = float("nan")
+    samples_per_second: float = 0.0
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Method:
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Learning rate used when training.lr is not set: adapters and heads want larger steps.
     default_lr: ClassVar[float] = 5e-5
-    # Whether the trained model can be written back as plain weights of the task model
-    # (export asks, and the frozen-layer cache holds only for such methods: a method that
-    # adds tokens or layers changes what the lower layers compute).
+    # Whether what trains is a change of the task model's own weights (mergeable into them).
+    # The frozen-layer cache holds only then: a method that adds tokens or layers changes
+    # what the lower layers compute.
     mergeable: ClassVar[bool] = True
+    # False: train the whole plan and keep the last step, with no early stopping (for a
+    # method whose schedule spans the plan, such as AdaLoRA's rank budget)
+    keeps_best_checkpoint: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel | None = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -54,6 +69,13 @@ class Method:
         """Trainer callbacks the method needs while training `model` (the prepared one)."""
         return []
 
+    def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
+            plan: TrainingPlan, run_dir: Path) -> Trained | None:
+        """Train `model` on the train examples without the transformers Trainer: a method
+        with its own loop (contrastive pairs, a closed-form head) or none at all. None, the
+        default, lets the runner train with the Trainer."""
+        return None
+
     def save(self, model: Any, directory: Path) -> None:
         model.save_pretrained(directory)
 
@@ -63,9 +85,16 @@ class Method:
         return task.auto_model.from_pretrained(directory, local_files_only=True)
 
     @classmethod
-    def merged(cls, model: Any) -> PreTrainedModel:
-        """The trained model as plain task-model weights; only for mergeable methods."""
+    def for_export(cls, model: Any) -> PreTrainedModel | None:
+        """The trained model as one plain torch module for export (merged into the base
+        weights where the method merges), or None where it cannot be exported."""
         return model
+
+
+def in_head(name: str, head: list[str]) -> bool:
+    """Whether parameter `name` belongs to one of the head modules (Task.head_modules)."""
+    return any(name == part or name.startswith(f"{part}.") or f".{part}." in f".{name}"
+               for part in head)
 
 
 def trainable_summary(model: Any) -> tuple[int, int]:

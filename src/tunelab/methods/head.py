@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
-from tunelab.methods.base import Method, TrainingPlan
+from tunelab.methods.base import Method, TrainingPlan, in_head
 from tunelab.tasks.base import Task
 
 
@@ -15,8 +15,5 @@ class HeadOnly(Method):
                 ) -> PreTrainedModel:
         head = task.head_modules(model)
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = any(
-                name == part or name.startswith(f"{part}.") or f".{part}." in f".{name}"
-                for part in head
-            )
+            parameter.requires_grad = in_head(name, head)
         return model

@@ -36,7 +36,11 @@ class PeftMethod(Method):
 
     def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
         try:
-            return get_peft_model(model, self.peft_config(model, task, plan))
+            config = self.peft_config(model, task, plan)
+        except ValueError as error:  # peft's own checks of the settings
+            raise ConfigError(f"method: {str(error).splitlines()[0][:300]}") from None
+        try:
+            return get_peft_model(model, config)
         except ValueError as error:  # peft: target modules not found in the model
             raise ConfigError(f"method.target_modules: {str(error).splitlines()[0][:200]}; "
                               f"this model's linear layers are: {linear_names(model)}, or "
@@ -49,8 +53,8 @@ class PeftMethod(Method):
         return PeftModel.from_pretrained(base, directory, is_trainable=False)
 
     @classmethod
-    def merged(cls, model: Any) -> PreTrainedModel:
-        return model.merge_and_unload()
+    def for_export(cls, model: Any) -> PreTrainedModel | None:
+        return model.merge_and_unload() if cls.mergeable else None
 
 
 def linear_names(model: torch.nn.Module) -> str:

@@ -155,8 +155,10 @@ class Task(metaclass=_BuiltOnce):
         base = getattr(model, model.base_model_prefix, None)
         names = [name for name, module in model.named_children()
                  if module is not base and any(True for _ in module.parameters())]
-        if base is not None and getattr(base, "pooler", None) is not None:
-            names.append("pooler")
+        pooler = getattr(base, "pooler", None) if base is not None else None
+        if pooler is not None:  # its projection by name: peft merges Linear layers only
+            names += [f"pooler.{name}" for name, module in pooler.named_children()
+                      if isinstance(module, torch.nn.Linear)]
         return names
 
     # --- scoring -------------------------------------------------------------

@@ -23,11 +23,12 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tunelab.config import RunConfig
+from tunelab.methods.base import Trained
 from tunelab.tasks.base import Task
 
 
-def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: float
-                       ) -> TrainingArguments:
+def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: float,
+                       keep_best: bool = True) -> TrainingArguments:
     t = config.training
     by_steps = isinstance(t.eval_every, int)
     return TrainingArguments(
@@ -46,7 +47,7 @@ def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: flo
         eval_steps=t.eval_every if by_steps else None,
         save_steps=t.eval_every if by_steps else None,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
+        load_best_model_at_end=keep_best,
         metric_for_best_model=metric,
         greater_is_better=True,
         logging_strategy="steps",
@@ -98,9 +99,11 @@ class EarlyStoppingAfter(EarlyStoppingCallback):
 
 def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
                   train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
-                  collator: Any = None, extra_callbacks: list[TrainerCallback] | None = None
-                  ) -> Trainer:
-    args = training_arguments(config, run_dir / "checkpoints", metric, lr)
+                  collator: Any = None, extra_callbacks: list[TrainerCallback] | None = None,
+                  keep_best: bool = True) -> Trainer:
+    """`keep_best`: end on the best dev checkpoint, with early stopping; False trains the
+    whole plan and ends on the last step (for methods whose schedule spans all of it)."""
+    args = training_arguments(config, run_dir / "checkpoints", metric, lr, keep_best)
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions
@@ -111,7 +114,7 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
         TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
         TrainingClock(),
     ]
-    if config.training.early_stopping.enabled:
+    if config.training.early_stopping.enabled and keep_best:
         stopping = config.training.early_stopping
         callbacks.append(EarlyStoppingAfter(stopping.patience, stopping.min_epochs))
     callbacks += extra_callbacks or []
@@ -120,6 +123,15 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics, callbacks=callbacks,
     )
+
+
+def train_with_trainer(trainer: Trainer, checkpoint: str | None) -> Trained:
+    """Run the Trainer (resuming from `checkpoint` if given) and say what it did."""
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    state = trainer.state
+    return Trained(trainer.model, state.global_step, float(state.epoch or 0.0),
+                   state.best_metric if state.best_metric is not None else float("nan"),
+                   output.metrics.get("train_samples_per_second", 0.0), state.log_history)
 
 
 def last_checkpoint(run_dir: Path) -> str | None:

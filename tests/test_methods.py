@@ -1,0 +1,125 @@
+"""Every tuning method on both classification tasks: it trains, saves, reloads to the same
+predictions, exports where it can (and says so where it cannot), and refuses options that
+do not fit the model before any run directory exists."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT
+from test_token_classification import conll_file
+
+import tunelab
+from tunelab.config import parse_config
+from tunelab.errors import ExportError
+from tunelab.predictor import Predictor
+
+PEFT = ["adalora", "ia3", "prefix", "prompt", "p-tuning", "adapter", "lora"]
+NER = ["adalora", "ia3", "prefix", "adapter"]  # prompt and p-tuning refuse NER (see below)
+
+
+def run_with(config: dict[str, Any], method: str | dict[str, Any], **changes: Any) -> Path:
+    name = method if isinstance(method, str) else method["name"]
+    raw = {**config, "name": f"m-{name}", "method": method, **changes}
+    raw["training"] = {**config["training"], "epochs": 3}
+    raw["evaluation"] = {"baselines": False}
+    return tunelab.train(parse_config(raw), overwrite=True).run_dir
+
+
+def reloaded_agree(run: Path) -> None:
+    """The reloaded model gives the predictions the trained one gave on the test split."""
+    saved = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    model = Predictor(run, "torch")
+    if "label" in saved[0]:
+        again = model.predict([row["text"] for row in saved])
+        for row, new in zip(saved, again, strict=True):
+            assert new["label"] == row["label"]
+            assert new["probabilities"] == pytest.approx(row["probabilities"], abs=1e-4)
+    else:
+        again = model.predict([row["text"].split(" ") for row in saved])
+        for row, new in zip(saved, again, strict=True):
+            assert [f"{e['type']}: {e['text']}" for e in new["entities"]] == row["predicted"]
+
+
+@pytest.mark.parametrize("method", PEFT)
+def test_each_method_trains_a_classifier_that_reloads_the_same(
+        tiny_config: dict[str, Any], method: str) -> None:
+    run = run_with(tiny_config, method)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["method"] == method
+    assert 0 < record["train"]["trainable_parameters"] < record["train"]["total_parameters"]
+    reloaded_agree(run)
+
+
+@pytest.mark.parametrize("method", NER)
+def test_each_method_trains_a_tagger_that_reloads_the_same(
+        tiny_config: dict[str, Any], tmp_path: Path, method: str) -> None:
+    files = {s: str(conll_file(tmp_path / f"{s}.txt", 12)) for s in ("train", "dev", "test")}
+    run = run_with(tiny_config, method, task={"type": "token-classification"},
+                   data={**files, "max_length": 16})
+    reloaded_agree(run)
+
+
+def test_adalora_shrinks_its_ranks_by_the_plan_and_saves_the_final_budget(
+        tiny_config: dict[str, Any]) -> None:
+    run = run_with(tiny_config, {"name": "adalora", "init_r": 8, "target_r": 2, "tinit": 4,
+                                 "tfinal": 8, "deltaT": 2})
+    config = json.loads((run / "model" / "adapter_config.json").read_text())
+    steps = json.loads((run / "metrics.json").read_text())["train"]["steps"]
+    assert config["total_step"] == 3 * 12  # 96 examples, batch 8, 3 epochs: the plan
+    kept = [sum(pattern) for pattern in config["rank_pattern"].values()]
+    assert steps > 0 and kept and sum(kept) < 8 * len(kept), "the budget was cut"
+    reloaded_agree(run)
+
+
+@pytest.mark.parametrize("method", ["ia3", "adapter"])
+def test_merged_and_adapter_runs_export_to_onnx_that_agrees(
+        tiny_config: dict[str, Any], method: str) -> None:
+    run = run_with(tiny_config, method)
+    report = tunelab.api.export(run, quantize=False)
+    assert report["agreement"]["onnx fp32"] == 1.0
+    assert Predictor(run).backend == "model.onnx"
+
+
+def test_a_virtual_token_run_is_not_exported_and_is_served_with_torch(
+        tiny_config: dict[str, Any]) -> None:
+    run = run_with(tiny_config, "prefix")
+    with pytest.raises(ExportError, match=r"method 'prefix'.*served with the torch backend"):
+        tunelab.api.export(run)
+    assert not (run / "export").exists()
+    assert Predictor(run).backend == "torch"  # what `tunelab serve RUN` loads
+
+
+@pytest.mark.parametrize(("method", "match"), [
+    ({"name": "prompt", "num_virtual_tokens": 500},
+     r"method\.num_virtual_tokens: 500 virtual tokens.*at most 96"),
+    ({"name": "adalora", "init_r": 0}, r"method\.init_r: Input should be greater than"),
+    ({"name": "adalora", "init_r": 4, "target_r": 8}, r"target_r \(8\) must not exceed"),
+    ({"name": "adalora", "tinit": 60, "tfinal": 60}, r"method: .*tinit"),  # 96 steps
+    ({"name": "ia3", "target_modules": ["nope"]}, r"method\.target_modules: no module named"),
+    ({"name": "adapter", "kind": "both"}, r"method\.kind: Input should be 'pfeiffer' or"),
+    ({"name": "prompt"}, r"method\.name: prompt prepends virtual tokens"),
+])
+def test_options_that_do_not_fit_are_one_line_errors_before_any_run_exists(
+        tiny_config: dict[str, Any], tmp_path: Path, method: dict[str, Any], match: str) -> None:
+    raw = {**tiny_config, "name": "refused", "method": method,
+           "data": {**tiny_config["data"], "max_length": 32}}
+    if method == {"name": "prompt"}:
+        files = {s: str(conll_file(tmp_path / f"{s}.txt", 4)) for s in ("train", "dev", "test")}
+        raw.update(task={"type": "token-classification"}, data=files)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "train", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert re.search(match, done.stderr), done.stderr
+    runs = Path(raw["output_dir"])
+    assert not (runs / "refused").exists() and not list(runs.glob(".refused.partial*"))
