@@ -216,7 +216,9 @@ def conditions(args: argparse.Namespace) -> str:
             f"of dev, test: test.tsv; up to {args.epochs} epochs with early stopping on dev "
             f"(every {args.eval_every} steps; AdaLoRA trains its whole plan); seed 42, one "
             f"seed; {lrs}; batch-1 latency: median of 50 single predictions after export "
-            "(ONNX int8 where the method exports, else torch)")
+            "(ONNX int8 where the method exports, else torch), **with the export's agreement "
+            "gate off** (min agreement 0, any drop) so that every exportable method is timed; "
+            "the test figures are PyTorch's, measured before export")
 
 
 def main() -> None:

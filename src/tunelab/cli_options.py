@@ -61,8 +61,6 @@ def parameter(name: str, field: Any) -> inspect.Parameter:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     flags = [str(f) for f in extra.get("flags", [])]
     annotation = _plain_type(field.annotation)
-    if annotation is bool and flags and "/" not in flags[0]:
-        annotation = bool
     option = typer.Option(*flags, help=field.description, show_default=True,
                           envvar=extra.get("envvar"), **_bounds(field))
     default = field.get_default(call_default_factory=True)

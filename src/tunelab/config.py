@@ -229,10 +229,12 @@ def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) 
         return
     fields = model_cls.model_fields
     allowed = set(fields)
+    options: type[BaseModel] | None = None
     if issubclass(model_cls, Choice):
         name = raw.get(model_cls.key, fields[model_cls.key].default)
         if name in getattr(registry, model_cls.registry_name):
-            allowed |= set(model_cls.implementation(name).Options.model_fields)
+            options = model_cls.implementation(name).Options
+            allowed |= set(options.model_fields)
     for key, value in raw.items():
         where = f"{prefix}{key}"
         if key not in allowed:
@@ -245,6 +247,13 @@ def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) 
             annotation = fields[key].annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 _check_keys(value, annotation, f"{where}.", source)
+    if options is not None:  # the chosen implementation's options, named as config keys
+        section = prefix.rstrip(".")
+        try:
+            validate_options(options, {k: v for k, v in raw.items() if k in options.model_fields},
+                             lambda name: f"{prefix}{name}" if name else section)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}; fix this value in the config") from None
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
@@ -253,9 +262,6 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     got = first.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     message = first["msg"].removeprefix("Value error, ")
-    field, sep, rest = message.partition(": ")
-    if sep and where in ("task", "method") and field.replace(".", "").isidentifier():
-        where, message = f"{where}.{field}", rest  # an option of the chosen implementation
     return f"{source}: {where}: {message}{got_text}; fix this value in the config"
 
 

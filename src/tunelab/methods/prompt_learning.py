@@ -39,8 +39,8 @@ class PromptLearning(PeftMethod):
             raise ConfigError(
                 f"method.name: {self.name} prepends virtual tokens to the input, and peft's "
                 "token-classification model then returns a tag for each of them too, so "
-                "labels and outputs no longer line up (peft: 'Expected input batch_size "
-                "(288) to match target batch_size (128)'); for NER use prefix, lora, "
+                "labels and outputs no longer line up (peft fails with 'Expected input "
+                "batch_size ... to match target batch_size'); for NER use prefix, lora, "
                 "adalora, ia3 or adapter")
         tokens = self.options.num_virtual_tokens  # type: ignore[attr-defined]
         limit = getattr(model.config, "max_position_embeddings", None)

@@ -124,7 +124,7 @@ class TextClassification(LabelledTask):
     @classmethod
     def examples_from_table(cls, table: Table, config: RunConfig) -> TextExamples:
         data = config.data
-        multi_label = bool(config.task.option_values().get("multi_label", False))
+        multi_label = cls.options_from(config.task.option_values()).multi_label  # type: ignore[attr-defined]
         text_col = _column(table, data.text_column, "text_column")
         pair_col = (_column(table, data.text_pair_column, "text_pair_column")
                     if data.text_pair_column else None)
