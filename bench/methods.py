@@ -79,8 +79,12 @@ def dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "test": str(conll / "test.txt"), "max_length": 128}}
 
 
-def cell_name(data: str, method: str, lr: float | None) -> str:
-    return f"{data}__{method}__{lr if lr is not None else 'default'}"
+def cell_name(data: str, method: str, lr: float | None, args: argparse.Namespace) -> str:
+    """Named by everything that changes the result, so that a rerun with other settings
+    does not take an earlier run's row for its own."""
+    sized = f"{data}-{args.sst2_train}" if data == "sst2" else data
+    return (f"{sized}__{method}__{lr if lr is not None else 'default'}"
+            f"__e{args.epochs:g}__every{args.eval_every}")
 
 
 def run_cell(data: str, method: str, lr: float | None, args: argparse.Namespace) -> None:
@@ -91,7 +95,7 @@ def run_cell(data: str, method: str, lr: float | None, args: argparse.Namespace)
     from tunelab.predictor import Predictor
 
     spec = dataset(data, args)
-    name = cell_name(data, method, lr)
+    name = cell_name(data, method, lr, args)
     config = parse_config({
         "name": name, "output_dir": str(OUT / "runs"), "seed": 42, "task": spec["task"],
         "data": spec["data"], "method": METHODS[method],
@@ -161,10 +165,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             if method != "full" and method in METHODS and METHODS[method]["name"] == method:
                 ok = gap >= -TARGET[metric]  # (variants such as lora-nodropout not counted)
                 within[method] = within.get(method, True) and ok
+            mark = " †" if row.get("shared_cpu") else ""  # see the footnote
             lines.append(
                 f"| {method} | {row['lr']:g} | {row['test']:.4f} | {gap:+.2f} | "
                 f"{row['trainable']:,} ({row['trainable'] / row['total']:.2%}) | "
-                f"{ratio(row, full, 'seconds'):.2f} | {ratio(row, full, 'train_rss_mb'):.2f} | "
+                f"{ratio(row, full, 'seconds'):.2f}{mark} | "
+                f"{ratio(row, full, 'train_rss_mb'):.2f} | "
                 f"{row['saved_mb']:.2f} | "
                 f"{row['latency_ms']:.1f} ({row['backend']}) |")
             if data == "sst2" and method in ("adalora", "ia3", "prefix", "adapter"):
@@ -172,6 +178,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             if method == "lora" and full:
                 values["lora_rss_ratio"] = round(row["train_rss_mb"] / full["train_rss_mb"], 3)
         lines.append("")
+    if any(row.get("shared_cpu") for row in best.values()):
+        lines += ["† timed while other work shared the 2 cores (marked `shared_cpu` in its "
+                  "saved row): the time ratio is too high; it is to be measured again.", ""]
     plot(rows, best, datasets)
     lines.append("![accuracy against train time](methods_tradeoff.png)")
     values["methods_benchmarked"] = len({METHODS[m]["name"] for _, m in best})
@@ -191,13 +200,15 @@ def plot(rows: list[dict[str, Any]], best: dict[tuple[str, str], dict[str, Any]]
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, data in zip(axes[0], datasets, strict=True):
+        full = best.get((data, "full"))
         for (d, method), row in best.items():
             if d != data:
                 continue
-            axis.scatter(row["seconds"], row["test"])
-            axis.annotate(method, (row["seconds"], row["test"]), textcoords="offset points",
-                          xytext=(4, 4), fontsize=8)
-        axis.set_xlabel("train seconds")
+            x = ratio(row, full, "seconds")
+            axis.scatter(x, row["test"])
+            axis.annotate(method + (" †" if row.get("shared_cpu") else ""), (x, row["test"]),
+                          textcoords="offset points", xytext=(4, 4), fontsize=8)
+        axis.set_xlabel("train time (x full fine-tuning, same run)")
         axis.set_ylabel(f"test {METRIC[data]}")
         axis.set_title(data)
     fig.tight_layout()
@@ -230,6 +241,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--cell", nargs=3, metavar=("DATASET", "METHOD", "LR"))
+    parser.add_argument("--report", action="store_true",
+                        help="only write the table from the rows saved so far")
     args = parser.parse_args()
     if args.cell:
         data, method, lr = args.cell
@@ -241,7 +254,9 @@ def main() -> None:
             if data == "conll2003" and method in ("prompt", "p-tuning"):
                 continue  # refused for token classification (see the README's method table)
             for lr in GRIDS[method] if args.lrs == "grid" else [None]:
-                saved = OUT / "rows" / f"{cell_name(data, method, lr)}.json"
+                saved = OUT / "rows" / f"{cell_name(data, method, lr, args)}.json"
+                if args.report and not saved.is_file():
+                    continue
                 if not saved.is_file():
                     print(f"--- {data} {method} lr={lr}", flush=True)
                     subprocess.run([sys.executable, __file__, "--cell", data, method,

@@ -1,6 +1,7 @@
 """The command line, called in-process: bad input, init, train, predict, eval."""
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,10 @@ def test_train_predict_and_eval(tiny_config: dict[str, Any], tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_config(tmp_path, tiny_config)
-    code, out, _ = run_cli(["train", str(path)], capsys, monkeypatch)
+    code, out, err = run_cli(["train", str(path)], capsys, monkeypatch)
     assert code == 0 and "Per-class report" in out
+    assert "training: method full, " in err and "96 training and 24 dev examples" in err
+    assert "{'loss'" not in err + out and "eval_loss" not in err + out  # no raw log dicts
     run = str(Path(tiny_config["output_dir"]) / "tiny")
 
     code, _, err = run_cli(["train", str(path)], capsys, monkeypatch)
@@ -195,3 +198,37 @@ def test_text_the_model_cannot_read_is_named(
     with caplog.at_level("WARNING", logger="tunelab"):
         run_cli(["predict", run, "a great movie"], capsys, monkeypatch)
     assert "unknown" not in caplog.text
+
+
+def test_training_says_when_early_stopping_ended_it(tiny_config: dict[str, Any],
+                                                    tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_config["training"] |= {"epochs": 40, "early_stopping": {"patience": 1,
+                                                                 "min_epochs": 0}}
+    code, _, err = run_cli(["train", str(write_config(tmp_path, tiny_config))], capsys,
+                           monkeypatch)
+    assert code == 0
+    assert re.search(r"early stopping: dev accuracy stopped improving; ended at step \d+ of "
+                     r"480; the best dev accuracy was [01]\.\d{4}", err), err[-2000:]
+
+
+def test_a_run_that_did_not_learn_says_so_and_is_not_promoted_without_force(
+        tiny_config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_config |= {"name": "stuck", "training": {**tiny_config["training"], "lr": 1e-7,
+                                                  "epochs": 2}}
+    code, out, err = run_cli(["train", str(write_config(tmp_path, tiny_config))], capsys,
+                             monkeypatch)
+    assert code == 0
+    assert "WARNING: the training loss did not fall" in out
+    assert "does not beat the frozen encoder + linear head baseline" in out
+    assert "warning: the training loss did not fall" in err
+    run = Path(tiny_config["output_dir"]) / "stuck"
+    record = json.loads((run / "metrics.json").read_text())
+    assert len(record["warnings"]) >= 2
+    code, _, err = run_cli(["models", "promote", str(run)], capsys, monkeypatch)
+    assert code == 2 and "is not promoted: the training loss did not fall" in err
+    assert "--force" in err
+    code, out, _ = run_cli(["models", "promote", str(run), "--force"], capsys, monkeypatch)
+    assert code == 0 and "production: stuck" in out

@@ -29,6 +29,19 @@ def commands() -> list[tuple[list[str], Any]]:
     return found
 
 
+def test_every_option_is_described_and_switches_read_naturally() -> None:
+    """A switch that is off by default is `--flag`, never `--flag/--no-flag`, which
+    gives help lines like `--no-without-rehearsal`."""
+    for path, command in commands():
+        for param in command.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            where = f"tunelab {' '.join(path)} {param.opts[0]}"
+            assert param.help, f"{where} has no help text"
+            if param.is_flag and param.default is False:
+                assert not param.secondary_opts, f"{where} offers {param.secondary_opts}"
+
+
 def slips(path: list[str], command: Any) -> list[list[str]]:
     calls = [path, [*path, "--help"], [*path, "--no-such-option"]]
     hints = typing.get_type_hints(command.callback)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,18 @@ def test_defaults_fill_every_section() -> None:
 def test_unknown_key_suggests_the_closest_valid_key() -> None:
     with pytest.raises(ConfigError, match=r"training\.lrr.*did you mean 'lr'"):
         parse_config({**BASE, "training": {"lrr": 1e-4}})
+
+
+@pytest.mark.parametrize(("section", "key", "ours"), [
+    ("training", "learning_rate", "lr"), ("training", "num_train_epochs", "epochs"),
+    ("training", "per_device_train_batch_size", "batch_size"),
+    ("data", "max_seq_length", "max_length"), ("data", "validation_file", "dev")])
+def test_hugging_face_names_point_to_tunelabs(section: str, key: str, ours: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}'.*did you mean '{ours}'"):
+        parse_config({**BASE, section: {**BASE.get(section, {}), key: 1}})
+    lora = {"name": "lora", "lora_alpha": 32}
+    with pytest.raises(ConfigError, match=r"method\.lora_alpha'.*did you mean 'alpha'"):
+        parse_config({**BASE, "method": lora})
 
 
 def test_unknown_top_level_key_is_named() -> None:
@@ -109,3 +122,19 @@ def test_a_config_that_is_not_a_mapping_is_one_error(tmp_path: Path) -> None:
     for saved in (False, True):
         with pytest.raises(ConfigError, match="expected a mapping of sections"):
             load_config(path, saved=saved)
+
+
+def test_a_bad_value_from_set_names_the_flag_not_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  train: a.csv\ntraining:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=r"^--set training\.lr=abc: training\.lr: .*number.*"
+                                          r"after --set$"):
+        load_config(path, ["training.epochs=2", "training.lr=abc"])
+    with pytest.raises(ConfigError, match=r"^--set method\.r=0: method\.r: .*greater"):
+        load_config(path, ["training.epochs=2", "method=lora", "method.r=0"])
+    with pytest.raises(ConfigError, match=r"^--set training\.num_train_epochs=2: unknown key.*"
+                                          r"did you mean 'epochs'"):
+        load_config(path, ["training.num_train_epochs=2"])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: training\.epochs: .*"
+                                          r"in the config$"):
+        load_config(path, ["training.lr=1e-4"])  # the file's own mistake names the file

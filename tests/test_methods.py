@@ -19,6 +19,8 @@ from test_token_classification import conll_file
 import tunelab
 from tunelab.config import parse_config
 from tunelab.errors import ExportError
+from tunelab.methods.adalora import AdaLoRA
+from tunelab.methods.base import TrainingPlan
 from tunelab.predictor import Predictor
 
 PEFT = ["adalora", "ia3", "prefix", "prompt", "p-tuning", "adapter", "lora"]
@@ -77,6 +79,29 @@ def test_adalora_shrinks_its_ranks_by_the_plan_and_saves_the_final_budget(
     kept = [sum(pattern) for pattern in config["rank_pattern"].values()]
     assert steps > 0 and kept and sum(kept) < 8 * len(kept), "the budget was cut"
     reloaded_agree(run)
+
+
+def test_gradient_checkpointing_trades_time_not_results(tiny_config: dict[str, Any]) -> None:
+    """Recomputed activations give the same gradients (dropout's random state is replayed),
+    so the trained model predicts the same."""
+    plain = run_with(tiny_config, "lora")
+    config = {**tiny_config, "training": {**tiny_config["training"],
+                                          "gradient_checkpointing": True}}
+    checkpointed = run_with(config, "lora", name="m-lora-checkpointed")
+    saved = yaml.safe_load((checkpointed / "config.yaml").read_text())
+    assert saved["training"]["gradient_checkpointing"] is True
+    first, second = ([p for line in (run / "predictions.jsonl").read_text().splitlines()
+                      for p in json.loads(line)["probabilities"].values()]
+                     for run in (plain, checkpointed))
+    assert second == pytest.approx(first, abs=1e-4)
+
+
+def test_adalora_schedule_follows_the_plan_unless_set() -> None:
+    plan = TrainingPlan(train_examples=3200, batch_size=32, steps_per_epoch=100,
+                        total_steps=300, epochs=3.0)
+    defaults = AdaLoRA(AdaLoRA.Options()).plan_values(plan)
+    assert defaults == {"total_step": 300, "tinit": 30, "tfinal": 90}
+    assert AdaLoRA(AdaLoRA.Options(tinit=5, tfinal=0)).plan_values(plan) == {"total_step": 300}
 
 
 @pytest.mark.parametrize("method", ["ia3", "adapter"])

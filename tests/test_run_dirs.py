@@ -61,7 +61,7 @@ def test_overwrite_never_replaces_a_folder_tunelab_did_not_write(tiny_config: di
 
 def test_overwrite_never_replaces_the_production_model(tiny_config: dict[str, Any]) -> None:
     run = tunelab.train(parse_config(quick(tiny_config))).run_dir
-    records.promote(str(run))
+    records.promote(str(run), force=True)  # a quick run that has not learned yet
     with pytest.raises(ConfigError, match="is the production model"):
         tunelab.train(parse_config(quick(tiny_config)), overwrite=True)
     assert records.production().path == str(run.resolve())

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,11 @@ def test_predict_needs_a_key_and_open_endpoints_do_not(served_run: Path,
         assert http.get("/v1/model").status_code == 401
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert http.get(path).status_code == 200, path
+        page = http.get("/docs").text  # offline: Swagger UI from the package, not a CDN
+        assert "/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page
+        script = http.get("/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+        assert http.get("/docs/assets/../../v1/model").status_code in (401, 404)
 
         response = http.post("/v1/predict", json={"texts": TEXTS}, headers=auth(api_key))
         assert response.status_code == 200
@@ -374,6 +380,28 @@ def test_serve_without_any_key_refuses_to_start_with_one_line(served_run: Path, 
     assert result.returncode == 2
     assert "no API keys in the store" in result.stderr and "keys create" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_busy_port_is_one_line_before_the_model_loads(served_run: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "tunelab.cli", "serve", str(served_run),
+                                 "--no-auth", "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_ready_log_line_says_where_the_service_listens(served_run: Path) -> None:
+    process, url = start_server(served_run, "--no-auth")
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    ready = next(json.loads(line) for line in stderr.splitlines()
+                 if line.startswith("{") and '"ready"' in line)
+    assert ready["url"] == url
 
 
 def test_workers_read_the_settings_the_command_was_given(served_run: Path) -> None:

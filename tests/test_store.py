@@ -113,9 +113,18 @@ def test_compare_shows_metric_and_per_class_changes(store_url: str, tmp_path: Pa
                             env={**os.environ, "TUNELAB_DB_URL": store_url, "COLUMNS": "120"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any("accuracy" in line and "+0.0500" in line for line in lines)
-    assert any("neg" in line and "+0.1000" in line for line in lines)
+    assert any("accuracy" in line and "+5.00p" in line for line in lines)
+    assert any("neg" in line and "+10.00p" in line for line in lines)
     assert any("mixed" in line and "new" in line for line in lines)
+    assert "warning" not in result.stderr
+    other = record(0.9).model_copy(update={"fingerprints": {"test": "cd" * 32},
+                                           "task": "token-classification"})
+    records.record_run(tmp_path / "elsewhere", other)
+    warned = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "compare", "old",
+                             "elsewhere"], capture_output=True, text=True,
+                            env={**os.environ, "TUNELAB_DB_URL": store_url, "COLUMNS": "200"})
+    assert warned.returncode == 0
+    assert "different tasks" in warned.stderr and "tested on different data" in warned.stderr
     missing = subprocess.run([sys.executable, "-m", "tunelab.cli", "runs", "show", "nope"],
                              capture_output=True, text=True,
                              env={**os.environ, "TUNELAB_DB_URL": store_url})
@@ -229,3 +238,39 @@ def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path,
     path = tmp_path / "tunelab.db"
     engine_for(f"sqlite:///{path}")
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_store_is_found_as_git_finds_its_repository(tmp_path: Path) -> None:
+    """`init` makes a project; `runs list` from a subfolder sees its runs; outside any
+    project the user-level store is used, and creating a store says where."""
+    project = tmp_path / "project"
+    deep = project / "notebooks" / "week1"
+    deep.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNELAB_DB_URL", "TUNELAB_HOME")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "user-data")
+
+    def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True)
+
+    assert cli("init", "config.yaml", cwd=project).returncode == 0
+    assert (project / ".tunelab").is_dir()
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
+              "from pathlib import Path; from test_store import record; "
+              "from tunelab.store.records import record_run; "
+              "record_run(Path('runs/first'), record(0.9))")
+    made = subprocess.run([sys.executable, "-c", script], cwd=project, env=env,
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert "created the project store" in made.stderr
+    assert (project / ".tunelab" / "tunelab.db").is_file()
+    listed = cli("runs", "list", cwd=deep)
+    assert listed.returncode == 0 and "first" in listed.stdout, listed.stderr
+    assert not (deep / ".tunelab").exists()
+    elsewhere = cli("runs", "list", cwd=tmp_path)
+    assert elsewhere.returncode == 0 and "first" not in elsewhere.stdout
+    assert "user-level store" in elsewhere.stderr
+    assert str(tmp_path / "user-data") in elsewhere.stderr
+    env["TUNELAB_HOME"] = str(tmp_path / "home")
+    assert cli("runs", "list", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "home" / "tunelab.db").is_file()

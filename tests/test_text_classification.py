@@ -89,3 +89,14 @@ def test_dev_and_test_macro_f1_mean_the_same_thing() -> None:
                                                                              False)
     for name in ("accuracy", "f1_macro", "f1_micro", "f1_weighted"):
         assert during_training[name] == pytest.approx(reported[name]), name
+
+
+def test_a_missing_column_points_at_the_one_that_looks_like_it(tmp_path: Path) -> None:
+    rows = [("a good movie here", "pos", "1"), ("a bad film here", "neg", "2"),
+            ("fine acting", "pos", "3")]
+    path = write_csv(tmp_path / "a.csv", rows, header=("review", "category", "id"))
+    with pytest.raises(DataError, match=r"no column 'text'.*'review' looks like it: set "
+                                        r"data\.text_column: review"):
+        examples(path, label_column="category")
+    with pytest.raises(DataError, match=r"no column 'label'.*'category' looks like it"):
+        examples(path, text_column="review")

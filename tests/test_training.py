@@ -233,3 +233,14 @@ def test_a_class_with_one_example_is_trained_on_and_said_to_be_unevaluated(
     assert "neutral" not in {row["gold"] for row in read_predictions(result.run_dir)}
     assert "1 label(s) have too few examples to hold any out: neutral" in caplog.text
     assert "kept out of it (a single example): neutral" in result.metrics["sources"]["dev"]
+
+
+def test_a_short_run_logs_its_loss_throughout(tiny_config: dict[str, Any]) -> None:
+    """By default the loss is logged every 5% of the steps, however few there are."""
+    training = {k: v for k, v in tiny_config["training"].items() if k != "logging_steps"}
+    result = train(tiny_config, training={**training, "epochs": 2,
+                                          "early_stopping": {"enabled": False}})
+    history = json.loads((result.run_dir / "log_history.json").read_text())
+    steps = [entry["step"] for entry in history if "loss" in entry]
+    assert result.record.train.steps == 24  # 96 examples, batch 8, 2 epochs
+    assert steps == list(range(2, 25, 2))

@@ -46,23 +46,30 @@ SetOption = Annotated[
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the config")] = Path("config.yaml"),
-    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
 ) -> None:
-    """Write a commented example config."""
+    """Write a commented example config, and make its folder a project: runs started
+    there or below are recorded in its .tunelab/ store."""
     from tunelab.rundir import write_text
+    from tunelab.store.db import PROJECT_FOLDER
 
     if path.exists() and not force:
         raise TunelabError(f"{path} already exists; pass --force to replace it")
     write_text(path, files("tunelab").joinpath("templates/config.yaml").read_text("utf-8"))
-    out.print(f"wrote {path}; edit data.train, then run: tunelab train {path}")
+    project = path.resolve().parent / PROJECT_FOLDER
+    project.mkdir(exist_ok=True)
+    out.print(f"wrote {path}; runs from {project.parent} are recorded in {project}/; "
+              f"edit data.train, then run: tunelab train {path}")
 
 
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Run config (YAML)")],
     set_: SetOption = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing run directory")] = False,
 ) -> None:
     """Fine-tune a model as the config says, then print the evaluation report."""
     from tunelab.config import load_config
@@ -74,6 +81,8 @@ def train(
     result = run_training(cfg, resume=resume, overwrite=overwrite)
     out.print(result.report, markup=False, highlight=False, soft_wrap=True)
     out.print(f"run written to {result.run_dir}")
+    for warning in result.record.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @app.command("eval")
@@ -193,7 +202,7 @@ def predict(
     pair_column: Annotated[str | None, typer.Option(
         help="Column of --input with the second text, for a model trained on text pairs "
         "(default: the run's data.text_pair_column)")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per model call")] = 64,
     backend: Annotated[str, typer.Option(help="auto (exported int8 ONNX if present, else "
                                          "torch), torch, onnx, onnx-fp32")] = "auto",
     option: Annotated[list[str] | None, typer.Option(

@@ -12,6 +12,7 @@ import typer
 from tunelab.cli_options import options_from
 from tunelab.console import err, out, quiet_libraries
 from tunelab.lifecycle_options import MonitorOptions, RetrainOptions
+from tunelab.record import RunRecord
 
 keys_app = typer.Typer(help="API keys for `tunelab serve`, kept hashed in the project store.",
                        no_args_is_help=True)
@@ -106,29 +107,46 @@ def runs_show(run: RunRef) -> None:
 
 @runs_app.command("compare")
 def runs_compare(a: RunRef, b: RunRef) -> None:
-    """Test metrics of run B against run A, and the per-class F1 change."""
+    """Test metrics of run B against run A, and the per-class F1 change, in points."""
     from rich.table import Table
 
     from tunelab.store.records import find_run
 
     first, second = find_run(a), find_run(b)
     before, after = first.record, second.record
-    table = Table("metric", first.name, second.name, "change")
+    for warning in comparability(before, after):
+        err.print(f"warning: {warning}", highlight=False)
+    table = Table("metric", first.name, second.name, "change (points)")
     for name, value in before.test.items():
         other = after.test.get(name)
         if isinstance(value, float) and isinstance(other, float):
-            table.add_row(name, f"{value:.4f}", f"{other:.4f}", f"{other - value:+.4f}")
+            table.add_row(name, f"{value:.4f}", f"{other:.4f}", f"{100 * (other - value):+.2f}p")
     out.print(table)
     rows = sorted(((label, before.per_class_f1.get(label), after.per_class_f1.get(label))
                    for label in dict.fromkeys([*before.per_class_f1, *after.per_class_f1])),
                   key=lambda row: -abs((row[2] or 0.0) - (row[1] or 0.0)))
-    classes = Table("class", f"F1 {first.name}", f"F1 {second.name}", "change")
+    classes = Table("class", f"F1 {first.name}", f"F1 {second.name}", "change (points)")
     for label, x, y in rows:
-        change = f"{y - x:+.4f}" if x is not None and y is not None else "new" if x is None \
-            else "gone"
+        change = f"{100 * (y - x):+.2f}p" if x is not None and y is not None else "new" \
+            if x is None else "gone"
         classes.add_row(label, "-" if x is None else f"{x:.4f}", "-" if y is None else
                         f"{y:.4f}", change)
     out.print(classes)
+
+
+def comparability(before: RunRecord, after: RunRecord) -> list[str]:
+    """Why the two runs' scores may not be comparable, if they may not."""
+    warnings = []
+    if before.task != after.task:
+        warnings.append(f"the runs are different tasks ({before.task}, {after.task}); their "
+                        "metrics do not measure the same thing")
+    tests = [(r.fingerprints.get("test") or r.sources.get("test")) for r in (before, after)]
+    if tests[0] != tests[1]:
+        warnings.append(f"the runs were tested on different data ({before.sources.get('test')}"
+                        f", {after.sources.get('test')}, or the same file changed): the "
+                        "change mixes the models with the data; compare them on one file "
+                        "with `tunelab eval RUN --data FILE`")
+    return warnings
 
 
 feedback_app = typer.Typer(help="Corrections sent to the service.", no_args_is_help=True)
@@ -199,11 +217,13 @@ def models_list() -> None:
 
 
 @models_app.command("promote")
-def models_promote(run: RunRef) -> None:
+def models_promote(run: RunRef, force: Annotated[bool, typer.Option(
+        "--force", help="Promote even a run whose training did not work (its warnings)")
+                   ] = False) -> None:
     """Make a run's model the production version (the previous one is archived)."""
     from tunelab.lifecycle import promote
 
-    promoted, previous = promote(run)
+    promoted, previous = promote(run, force)
     out.print(f"production: {promoted.name} (run {promoted.id})"
               + (f"; archived {previous.name} (run {previous.id})" if previous else ""))
 

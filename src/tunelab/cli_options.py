@@ -61,9 +61,11 @@ def parameter(name: str, field: Any) -> inspect.Parameter:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     flags = [str(f) for f in extra.get("flags", [])]
     annotation = _plain_type(field.annotation)
+    default = field.get_default(call_default_factory=True)
+    if annotation is bool and default is False and not flags:
+        flags = [flag_of(name, field)]  # a plain switch: no --no-... for what is off already
     option = typer.Option(*flags, help=field.description, show_default=True,
                           envvar=extra.get("envvar"), **_bounds(field))
-    default = field.get_default(call_default_factory=True)
     hint = annotation if default is not None else annotation | None
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                              annotation=Annotated[hint, option], default=default)

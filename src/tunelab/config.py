@@ -32,12 +32,27 @@ def validate_options(model: type[BaseModel], values: dict[str, Any],
     try:
         return model(**values)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"])
-        got = first.get("input")
-        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-        raise ConfigError(f"{where(name)}: {first['msg'].removeprefix('Value error, ')}"
-                          f"{shown}") from None
+        raise validation_problem(error, where) from None
+
+
+def validation_problem(error: ValidationError, where: Callable[[str], str] = lambda n: n
+                       ) -> ConfigKeyError:
+    """Pydantic's first error as one line naming the key."""
+    first = error.errors()[0]
+    key = where(".".join(str(part) for part in first["loc"]
+                         if not str(part).startswith("function-")))
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return ConfigKeyError(key, f"{key}: {first['msg'].removeprefix('Value error, ')}{shown}")
+
+
+class ConfigKeyError(ConfigError):
+    """A problem with one config key, kept apart from where the key came from (the file,
+    or a `--set` flag), which the caller adds."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key, self.problem = key, problem
 
 
 # Header-less files name their columns by position: `text_column: 0`.
@@ -154,8 +169,12 @@ class TrainingConfig(Section):
     # computed once, so later epochs pay only for the top layers.
     freeze_layers: int = Field(default=0, ge=0)
     cache_frozen: bool = True
+    # Recompute each layer's activations in the backward pass instead of keeping them:
+    # less memory, more time (see bench/RESULTS.md, "Where training memory goes").
+    gradient_checkpointing: bool = False
     dataloader_workers: int = Field(default=0, ge=0)
-    logging_steps: int = Field(default=50, ge=1)
+    # None: every 5% of the run's steps, so a short run still logs its loss
+    logging_steps: int | None = Field(default=None, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
@@ -223,7 +242,21 @@ class RunConfig(Section):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) -> None:
+# Hugging Face (TrainingArguments, peft, datasets) names that users bring, and tunelab's
+HF_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size":
+    "batch_size", "train_batch_size": "batch_size", "per_device_eval_batch_size":
+    "eval_batch_size", "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type":
+    "scheduler", "warmup_steps": "warmup_ratio", "eval_steps": "eval_every", "eval_strategy":
+    "eval_every", "logging_strategy": "logging_steps", "lora_alpha": "alpha", "lora_dropout":
+    "dropout", "model_name_or_path": "name", "max_seq_length": "max_length", "seed_value":
+    "seed", "train_file": "train", "validation_file": "dev", "validation": "dev",
+    "test_file": "test", "text_field": "text_column", "label_field": "label_column",
+    "activation_checkpointing": "gradient_checkpointing",
+}
+
+
+def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str = "") -> None:
     """Reject unknown keys, naming the closest valid one. Pydantic alone says only 'extra'."""
     if not isinstance(raw, dict):
         return
@@ -238,31 +271,20 @@ def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str, source: str) 
     for key, value in raw.items():
         where = f"{prefix}{key}"
         if key not in allowed:
-            raise ConfigError(
-                f"{source}: unknown key '{where}'{did_you_mean(str(key), allowed)}; "
+            hint = (f" (did you mean '{HF_NAMES[key]}'?)" if HF_NAMES.get(key) in allowed
+                    else did_you_mean(str(key), allowed))
+            raise ConfigKeyError(where, (
+                f"unknown key '{where}'{hint}; "
                 f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: "
-                f"{', '.join(sorted(allowed))}"
-            )
+                f"{', '.join(sorted(allowed))}"))
         if key in fields:
             annotation = fields[key].annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                _check_keys(value, annotation, f"{where}.", source)
+                _check_keys(value, annotation, f"{where}.")
     if options is not None:  # the chosen implementation's options, named as config keys
         section = prefix.rstrip(".")
-        try:
-            validate_options(options, {k: v for k, v in raw.items() if k in options.model_fields},
-                             lambda name: f"{prefix}{name}" if name else section)
-        except ConfigError as error:
-            raise ConfigError(f"{source}: {error}; fix this value in the config") from None
-
-
-def _format_validation_error(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
-    got = first.get("input")
-    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{source}: {where}: {message}{got_text}; fix this value in the config"
+        validate_options(options, {k: v for k, v in raw.items() if k in options.model_fields},
+                         lambda name: f"{prefix}{name}" if name else section)
 
 
 def apply_override(raw: dict[str, Any], assignment: str, flag: str = "--set",
@@ -283,14 +305,32 @@ def apply_override(raw: dict[str, Any], assignment: str, flag: str = "--set",
     node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
 
 
-def parse_config(raw: Any, source: str = "config") -> RunConfig:
+def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None
+                 ) -> RunConfig:
+    """Check and validate a raw config. A bad key is named with where it came from: the
+    `--set` flag among `overrides` that set it, else `source`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (model, data, training ...)")
-    _check_keys(raw, RunConfig, "", source)
     try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(_format_validation_error(error, source)) from None
+        try:
+            _check_keys(raw, RunConfig)
+            return RunConfig.model_validate(raw)
+        except ValidationError as error:
+            raise validation_problem(error) from None
+    except ConfigKeyError as problem:
+        setting = [f for f in overrides or [] if _sets(f, problem.key)]
+        flag = max(setting, key=lambda f: len(f.partition("=")[0])) if setting else None
+        if flag is not None:
+            raise ConfigError(f"--set {flag}: {problem.problem}; fix the value after --set"
+                              ) from None
+        raise ConfigError(f"{source}: {problem.problem}; fix this value in the config"
+                          ) from None
+
+
+def _sets(assignment: str, key: str) -> bool:
+    """Whether `--set assignment` set `key`, or a section holding it, or a key inside it."""
+    target = assignment.partition("=")[0].strip()
+    return key == target or key.startswith(f"{target}.") or target.startswith(f"{key}.")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -323,4 +363,4 @@ def load_config(path: Path, overrides: list[str] | None = None,
         raw["task"] = {key: value for key, value in task.items() if key in known}
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    return parse_config(raw, source=str(path))
+    return parse_config(raw, source=str(path), overrides=overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from rich.console import Console
 
@@ -20,3 +21,6 @@ def quiet_libraries() -> None:
     logging.set_verbosity_error()
     disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
     logging.disable_progress_bar()
+    # peft reads a property transformers has deprecated: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)

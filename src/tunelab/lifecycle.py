@@ -13,11 +13,12 @@ from tunelab.errors import TunelabError
 from tunelab.lifecycle_options import MonitorOptions
 
 
-def promote(run: str | Path) -> tuple[Any, Any]:
-    """Make a run's model the production version; returns (promoted, archived or None)."""
+def promote(run: str | Path, force: bool = False) -> tuple[Any, Any]:
+    """Make a run's model the production version; returns (promoted, archived or None).
+    A run whose training did not work (its record's warnings) needs `force`."""
     from tunelab.store.records import promote as promote_run
 
-    return promote_run(str(run))
+    return promote_run(str(run), force)
 
 
 def rollback() -> tuple[Any, Any]:

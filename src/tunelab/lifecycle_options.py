@@ -23,7 +23,8 @@ class RetrainOptions(BaseModel):
                              "metric may drop before promotion is refused")
     without_rehearsal: bool = Field(default=False, description="Also train without "
                                     "rehearsal, to show the forgetting")
-    epochs: float = Field(default=3.0, ge=0.1)
+    epochs: float = Field(default=3.0, ge=0.1, description="Passes over the new examples "
+                          "and their rehearsal sample")
     lr: float | None = Field(default=None, gt=0.0, description="Default: the run's")
     name: str | None = Field(default=None, description="New run name (default: RUN-retrain)")
     overwrite: bool = Field(default=False, description="Replace an earlier retrain of that "

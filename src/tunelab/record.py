@@ -48,6 +48,8 @@ class RunRecord(BaseModel):
     test: Scores = Field(default_factory=dict)
     per_class_f1: dict[str, Number] = Field(default_factory=dict)
     baselines: dict[str, Scores] = Field(default_factory=dict)
+    # signs that training did not work (evaluation/health.py); promotion needs --force
+    warnings: list[str] = Field(default_factory=list)
     train: TrainStats = Field(default_factory=TrainStats)
     max_epochs: float | None = None
     peak_rss_mb: float = 0.0

@@ -211,7 +211,7 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     if promoted:
         from tunelab.store.records import promote
 
-        promote(str(out))
+        promote(str(out), force=True)  # retrain's own gate has just decided
     report = {"source": str(source.run_dir), "run": str(out), "metric": metric,
               "new_examples": len(fresh), "new_train": len(fit), "new_held_back": len(new_held),
               "rehearsal_examples": len(rehearsal), "labels_added": labels[len(source.labels):],

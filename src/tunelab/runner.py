@@ -23,8 +23,10 @@ from tunelab.config import RunConfig
 from tunelab.data.examples import Examples
 from tunelab.data.token_cache import cached_encode
 from tunelab.errors import ConfigError, did_you_mean
+from tunelab.evaluation.health import training_warnings
 from tunelab.evaluation.plots import plot_curves, save_figure
-from tunelab.evaluation.report import run_report
+from tunelab.evaluation.report import ROW_NAMES, run_report
+from tunelab.hf_artefacts import name_base_by_hub_id, write_label_config
 from tunelab.methods.base import Method, TrainingPlan, trainable_summary
 from tunelab.model_card import model_card
 from tunelab.models import (
@@ -179,6 +181,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
         hardware=f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
         if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         versions=package_versions())
+    record.warnings = training_warnings(record, trained.log_history)
     _write_run(config, run_dir, slot.final, method, model, tokenizer, task, record, test,
                trained.log_history)
     return RunResult(slot.final, record, (run_dir / "report.txt").read_text(encoding="utf-8"))
@@ -229,16 +232,22 @@ def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, mo
                tokenizer: Any, task: Task, record: RunRecord, test: EvalResult,
                log_history: list[dict[str, Any]]) -> None:
     with atomic_path(run_dir / "model") as tmp:
+        name_base_by_hub_id(model, config.model.name)
         method.save(model, tmp)
+        tokenizer.model_max_length = task.max_length  # truncation=True then cuts as trained
         tokenizer.save_pretrained(tmp)
+        write_label_config(model, tmp)
         write_json(tmp / MODEL_META, {
             **task.meta(), "method": config.method.name, "base_model": config.model.name,
             "text_pair": config.data.text_pair_column is not None,
             "allow_network": config.model.allow_network,
             "tunelab_version": record.versions.get("tunelab"),
         })
+    references = {f"{ROW_NAMES[name]} (test)": scores[record.metric]
+                  for name, scores in record.baselines.items()
+                  if isinstance(scores.get(record.metric), float) and name in ROW_NAMES}
     save_figure(run_dir / "curves.png", lambda fig: plot_curves(fig, log_history,
-                                                                record.metric))
+                                                                record.metric, references))
     for name, draw in test.figures.items():
         save_figure(run_dir / name, draw)
     write_jsonl(run_dir / "predictions.jsonl", test.predictions)
@@ -247,7 +256,7 @@ def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, mo
     write_json(run_dir / "metrics.json", record.to_json())
     write_text(run_dir / "report.txt", run_report(record, test.report, task.headline_metrics,
                                                   task.report_kind))
-    write_text(run_dir / "README.md", model_card(record, task, test.report, str(final),
-                                                 adapter=(run_dir / "model" /
-                                                          "adapter_config.json").is_file()))
+    card = model_card(record, task, test.report, str(final), run_dir / "model")
+    write_text(run_dir / "README.md", card)
+    write_text(run_dir / "model" / "README.md", card)  # in place of peft's empty template
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

@@ -24,12 +24,14 @@ def save_figure(path: Path, draw: Callable[[Any], None]) -> None:
         plt.close(fig)
 
 
-def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str) -> None:
-    """Training loss, dev loss and the dev metric against the optimizer step."""
+def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str,
+                references: dict[str, float] | None = None) -> None:
+    """Training loss, dev loss and the dev metric against the optimizer step, with
+    `references` (the baselines' scores, named) as dashed lines beside the metric."""
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     dev_loss = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
     dev_metric = [(e["step"], e[f"eval_{metric}"]) for e in log_history if f"eval_{metric}" in e]
-    fig.set_size_inches(10, 4)
+    fig.set_size_inches(11, 4.2)
     left, right = fig.subplots(1, 2)
     if train:
         left.plot(*zip(*train, strict=True), label="train loss", alpha=0.8)
@@ -38,14 +40,22 @@ def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str) -> Non
     left.set_xlabel("step")
     left.set_ylabel("loss")
     left.set_title("Loss")
-    left.legend()
+    left.grid(alpha=0.3)
+    if train or dev_loss:
+        left.legend()
     if dev_metric:
-        right.plot(*zip(*dev_metric, strict=True), "o-", color="tab:green")
-        best = max(dev_metric, key=lambda point: point[1])
-        right.annotate(f"best {best[1]:.4f}", best, textcoords="offset points", xytext=(0, 8),
-                       ha="center")
+        right.plot(*zip(*dev_metric, strict=True), "o-", color="tab:green", label=f"dev {metric}")
+        step, value = max(dev_metric, key=lambda point: point[1])
+        right.plot([step], [value], "*", color="tab:green", markersize=14,
+                   label=f"best {value:.4f} (step {step})")
+    styles = iter([("tab:gray", "--"), ("tab:red", ":"), ("tab:purple", "-.")])
+    for name, value in (references or {}).items():
+        color, line = next(styles, ("black", "--"))
+        right.axhline(value, color=color, linestyle=line, label=f"{name}: {value:.4f}")
     right.set_xlabel("step")
     right.set_ylabel(metric)
     right.set_title(f"Dev {metric}")
     right.grid(alpha=0.3)
+    if dev_metric or references:
+        right.legend(loc="best", fontsize=8)
     fig.tight_layout()

@@ -43,6 +43,7 @@ def run_report(record: RunRecord, per_class: str, headline: Sequence[str],
         f"training: {train.seconds:.1f} s, {train.samples_per_second:.1f} samples/s, "
         f"{train.epochs:.2f} epochs, peak RSS {record.peak_rss_mb:.0f} MB, "
         f"best dev {record.metric} {train.best_dev_metric:.4f}",
+        *(f"WARNING: {warning}" for warning in record.warnings),
         "",
         "Test scores (points = percentage points)",
         comparison_table(record.rows(), headline),

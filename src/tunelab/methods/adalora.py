@@ -20,8 +20,10 @@ class AdaLoRAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     init_r: int = Field(default=12, ge=1, description="Rank each module starts with")
     target_r: int = Field(default=8, ge=1, description="Average rank after the budget shrinks")
-    tinit: int = Field(default=0, ge=0, description="Steps of full rank before pruning starts")
-    tfinal: int = Field(default=0, ge=0, description="Steps at the final budget at the end")
+    tinit: int | None = Field(default=None, ge=0, description=(
+        "Steps of full rank before pruning starts; default: the first 10% of the plan"))
+    tfinal: int | None = Field(default=None, ge=0, description=(
+        "Steps at the final budget at the end; default: the last 30% of the plan"))
     deltaT: int = Field(default=1, ge=1, description="Steps between budget updates")
     alpha: float = Field(default=16, gt=0)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -64,6 +66,17 @@ class AdaLoRA(LoRA):
     # would hold a model with more ranks than the budget, so training runs to the end
     keeps_best_checkpoint = False
 
+    def plan_values(self, plan: TrainingPlan) -> dict[str, Any]:
+        """The schedule as in the AdaLoRA paper unless set: full rank while the weights warm
+        up, the budget shrinking through the middle, the final ranks tuned at the end.
+        peft's own defaults (0 and 0) prune from the first step to the last."""
+        values = super().plan_values(plan)
+        if self.options.tinit is None:  # type: ignore[attr-defined]
+            values["tinit"] = round(0.1 * plan.total_steps)
+        if self.options.tfinal is None:  # type: ignore[attr-defined]
+            values["tfinal"] = round(0.3 * plan.total_steps)
+        return values
+
     def callbacks(self, model: Any, plan: TrainingPlan) -> list[TrainerCallback]:
         return [BudgetUpdate(model)]
 
@@ -75,4 +88,4 @@ class AdaLoRA(LoRA):
             name: (parameter.detach() != 0).view(-1).tolist()
             for name, parameter in model.base_model.model.named_parameters()
             if f"lora_E.{adapter}" in name}
-        model.save_pretrained(directory)
+        super().save(model, directory)

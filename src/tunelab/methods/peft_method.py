@@ -29,10 +29,13 @@ class PeftMethod(Method):
     def peft_config(self, model: PreTrainedModel, task: Task, plan: TrainingPlan
                     ) -> PeftConfig:
         values = {self.renames.get(k, k): v for k, v in self.options.model_dump().items()}
-        values.update({field: getattr(plan, attribute)
-                       for field, attribute in self.from_plan.items()})
+        values.update(self.plan_values(plan))
         return self.config_class(task_type=task.peft_task_type,
                                  modules_to_save=task.head_modules(model), **values)
+
+    def plan_values(self, plan: TrainingPlan) -> dict[str, Any]:
+        """peft config fields that follow from the training plan."""
+        return {field: getattr(plan, attribute) for field, attribute in self.from_plan.items()}
 
     def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
         try:
@@ -45,6 +48,10 @@ class PeftMethod(Method):
             raise ConfigError(f"method.target_modules: {str(error).splitlines()[0][:200]}; "
                               f"this model's linear layers are: {linear_names(model)}, or "
                               "use 'all-linear'") from None
+
+    def save(self, model: Any, directory: Path) -> None:
+        # the vocabulary never changes here; "auto" would ask the hub about the base model
+        model.save_pretrained(directory, save_embedding_layers=False)
 
     @classmethod
     def load(cls, directory: Path, task: Task, meta: dict[str, Any]) -> Any:

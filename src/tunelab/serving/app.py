@@ -24,6 +24,7 @@ from tunelab.errors import TunelabError
 from tunelab.json_logs import json_logger
 from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher, QueueFull
+from tunelab.serving.docs import add_offline_docs
 from tunelab.serving.guard import RequestGuard
 from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
@@ -144,6 +145,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             follower = asyncio.get_running_loop().create_task(follow_production())
         state["ready"] = True
         log.info("ready", extra={"fields": {"run": str(slot.predictor.run_dir),
+                                             "url": f"http://{settings.host}:{settings.port}",
                                              "version": slot.version,
                                              "backend": slot.predictor.backend,
                                              "pid": os.getpid()}})
@@ -154,8 +156,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
         await batcher.stop()
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
-    app = FastAPI(title="tunelab", version="1", lifespan=lifespan,
-                  description="Predictions from a model fine-tuned with tunelab.")
+    app = FastAPI(title="tunelab", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="Predictions from a model fine-tuned with tunelab.")
+    add_offline_docs(app)
     app.state.tunelab = state
     app.state.metrics = metrics
 

@@ -26,7 +26,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json",
-                        "/redoc", "/docs/oauth2-redirect"})
+                        "/docs/oauth2-redirect"})
+OPEN_PREFIX = "/docs/assets/"  # Swagger UI's own files (serving/docs.py)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Failed key checks allowed per client address: a burst, then one per second.
 FAILED_AUTH_RATE, FAILED_AUTH_BURST = 1.0, 20
@@ -112,7 +113,8 @@ class RequestGuard:
 
     def admit(self, scope: Scope, headers: dict[str, str], state: dict[str, Any]) -> None:
         """Check the key and its rate limit from the headers alone."""
-        if self.keys is None or scope["path"] in OPEN_PATHS:
+        if self.keys is None or scope["path"] in OPEN_PATHS or \
+                scope["path"].startswith(OPEN_PREFIX):
             return
         client = (scope.get("client") or ("?", 0))[0]
         if self.failed_auth.exhausted(client):

@@ -35,6 +35,7 @@ def serve(settings: ServeSettings) -> None:
         raise TunelabError(f"no API keys in the store ({describe_database()}); create one "
                            "with `tunelab keys create --name NAME`, or pass --no-auth for "
                            f"local testing{legacy}")
+    check_port_free(settings.host, settings.port)
     common = {"host": settings.host, "port": settings.port, "log_level": "warning",
               "access_log": False, "timeout_graceful_shutdown": 30}
     if settings.workers == 1:
@@ -43,3 +44,17 @@ def serve(settings: ServeSettings) -> None:
         os.environ.update(settings.to_env())
         uvicorn.run("tunelab.serving.app:app_from_env", factory=True,
                     workers=settings.workers, **common)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A one-line error before the model loads, where uvicorn would log a traceback of
+    `[Errno 98]` after it. (Another process may still take the port in between.)"""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise TunelabError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror})"
+                               "; stop what uses it, or choose another --port") from None

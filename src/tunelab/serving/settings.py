@@ -22,15 +22,17 @@ class ServeSettings(BaseSettings):
     follow_production: bool = Field(
         default=False, description="Swap to each newly promoted model (`tunelab models "
         "promote`) without dropping requests")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: "
+                      "every interface)")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on")
     workers: int = Field(default=1, ge=1, description="Processes (each loads the model)")
     backend: str = Field(default="auto", description="auto (exported int8 ONNX if present, "
                          "else torch), torch, onnx, onnx-fp32")
     auth: bool = Field(default=True, description="Require API keys (--no-auth: local "
                        "testing only)")
-    max_batch_size: int = Field(default=32, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0.0)
+    max_batch_size: int = Field(default=32, ge=1, description="Texts per model call at most")
+    max_wait_ms: float = Field(default=5.0, ge=0.0, description="How long a batch waits for "
+                               "more texts while other requests are in flight")
     max_texts: int = Field(default=64, ge=1, description="Texts per request")
     max_chars: int = Field(default=2000, ge=1, description="Characters per text")
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body")

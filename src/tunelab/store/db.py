@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -17,17 +18,39 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tunelab.errors import ConfigError
 
-DEFAULT_DB = Path(".tunelab") / "tunelab.db"
+PROJECT_FOLDER = ".tunelab"
+DB_FILE = "tunelab.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x7475_6E65  # "tune": the advisory lock that serialises migrations
+
+
+def store_folder() -> tuple[Path, str]:
+    """Where the SQLite store lives, and why there. As git finds its repository: the
+    nearest `.tunelab/` from the current folder upwards, then `TUNELAB_HOME`, then the
+    user's data folder, so that a command run from a subfolder sees the project's runs."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FOLDER).is_dir():
+            return folder / PROJECT_FOLDER, "project store"
+    home = os.environ.get("TUNELAB_HOME")
+    if home:
+        return Path(home).expanduser().resolve(), "store in TUNELAB_HOME"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "tunelab", "user-level store (no .tunelab/ above this folder)"
 
 
 def database_url() -> str:
     url = os.environ.get("TUNELAB_DB_URL")
     if url:
         return url
-    DEFAULT_DB.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_DB.resolve()}"
+    folder, why = store_folder()
+    path = folder / DB_FILE
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("tunelab").warning(
+            "created the %s at %s (`tunelab init` makes a .tunelab/ for a project; "
+            "TUNELAB_DB_URL or TUNELAB_HOME choose another)", why, path)
+    return f"sqlite:///{path}"
 
 
 def describe_database() -> str:

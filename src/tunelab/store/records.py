@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TunelabError
 from tunelab.record import RunRecord
 from tunelab.store.db import session
 from tunelab.store.schema import DatasetFingerprint, Feedback, Metric, ModelVersion, Run, now
@@ -72,14 +72,19 @@ def production() -> Run | None:
         return s.get(Run, version.run_id) if version else None
 
 
-def promote(ref: str) -> tuple[Run, Run | None]:
+def promote(ref: str, force: bool = False) -> tuple[Run, Run | None]:
     """Make a run's model the production version; the previous one is archived.
     Returns (promoted, previous); previous is None when the run already was production.
+    A run whose record has warnings (training did not work) needs `force`.
     A unique index allows one production version, so of two concurrent promotions one
     wins and the other fails with a clear error instead of leaving two."""
     try:
         with session() as s:
             run = _find(s, ref)
+            warnings = run.record.warnings
+            if warnings and not force:
+                raise TunelabError(f"run '{run.name}' is not promoted: {warnings[0]}; promote "
+                                   "it anyway with --force")
             version = run.versions[-1]
             if version.stage == "production":
                 return run, None

@@ -53,6 +53,8 @@ class _BuiltOnce(ABCMeta):
 
 class Task(metaclass=_BuiltOnce):
     name: ClassVar[str]
+    # The transformers pipeline that serves a saved model of this task, if there is one.
+    pipeline_tag: ClassVar[str | None] = None
     # Task settings under `task:` in the config, validated by this model.
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Per-request settings of `predict` (the service and `tunelab predict --option` take them).

@@ -78,11 +78,28 @@ def _natural_key(label: str) -> tuple[int, float | str]:
 
 def _column(table: Table, name: str, field: str) -> str:
     if name not in table.columns:
+        hint = did_you_mean(name, table.columns) or _looks_like(table, field)
         raise DataError(
-            f"{table.path}: no column '{name}' (data.{field}){did_you_mean(name, table.columns)}; "
+            f"{table.path}: no column '{name}' (data.{field}){hint}; "
             f"the file has columns: {', '.join(table.columns)}"
         )
     return name
+
+
+def _looks_like(table: Table, field: str) -> str:
+    """The column that looks like what `field` names: for text, the one with the longest
+    values with spaces in them; for labels, the one with the fewest distinct values."""
+    sample = table.rows[:200]
+    values = {column: [str(row.get(column) or "") for row in sample] for column in table.columns}
+    if field == "label_column":
+        score = {c: -len(set(v)) for c, v in values.items() if v and len(set(v)) < len(v)}
+    else:
+        score = {c: sum(map(len, v)) / len(v) for c, v in values.items()
+                 if v and sum(" " in x for x in v) > len(v) / 2}
+    if not score:
+        return ""
+    best = max(score, key=score.__getitem__)
+    return f" ('{best}' looks like it: set data.{field}: {best})"
 
 
 class TextClassification(LabelledTask):
@@ -90,6 +107,7 @@ class TextClassification(LabelledTask):
     text pair."""
 
     name = "text-classification"
+    pipeline_tag = "text-classification"
     Options = TextClassificationOptions
     Prediction = TextPrediction
     peft_task_type = "SEQ_CLS"

@@ -87,6 +87,7 @@ def _spans_to_tags(text: str, spans: Any, where: str) -> tuple[list[str], list[s
 
 class TokenClassification(LabelledTask):
     name = "token-classification"
+    pipeline_tag = "token-classification"
     Prediction = EntityPrediction
     accepts_token_lists = True
     peft_task_type = "TOKEN_CLS"

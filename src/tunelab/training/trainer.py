@@ -20,11 +20,13 @@ from transformers import (
 )
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tunelab.config import RunConfig
-from tunelab.methods.base import Trained
+from tunelab.methods.base import Trained, trainable_summary
 from tunelab.tasks.base import Task
+from tunelab.training.progress import TrainingProgress
 
 
 def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: float,
@@ -51,17 +53,19 @@ def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: flo
         metric_for_best_model=metric,
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=t.logging_steps,
+        logging_steps=t.logging_steps or 0.05,  # below 1: a share of all steps
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
         seed=config.seed,
         data_seed=config.seed,
         report_to="none",
         dataloader_num_workers=t.dataloader_workers,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         # the frozen-layer cache needs its cache_index column in the collator
         remove_unused_columns=not (t.freeze_layers and t.cache_frozen),
         dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=False,
+        disable_tqdm=True,  # TrainingProgress shows one bar, without the eval bars
     )
 
 
@@ -117,12 +121,20 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
     if config.training.early_stopping.enabled and keep_best:
         stopping = config.training.early_stopping
         callbacks.append(EarlyStoppingAfter(stopping.patience, stopping.min_epochs))
+    trainable, total = trainable_summary(model)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    callbacks.append(TrainingProgress(
+        f"training: method {config.method.name}, {trainable:,} of {total:,} parameters, "
+        f"{len(train_set)} training and {len(dev_set)} dev examples, on {device} with "
+        f"{torch.get_num_threads()} threads", metric))
     callbacks += extra_callbacks or []
-    return Trainer(
+    trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics, callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+    return trainer
 
 
 def train_with_trainer(trainer: Trainer, checkpoint: str | None) -> Trained:

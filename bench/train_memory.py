@@ -1,0 +1,188 @@
+"""Where a training run's memory goes: peak RSS per phase, for each method, each in a
+process of its own.
+
+    python bench/train_memory.py                      # full, lora, lora without dropout
+    python bench/train_memory.py --methods full,lora,ia3,adapter
+
+A thread samples the process's resident set every 5 ms and keeps the peak of each phase:
+imports, loading (model, data, method), training steps, dev evaluation and checkpoint
+saving. The phases are told apart by wrapping the Trainer's own `evaluate` and
+`_save_checkpoint`; nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from common import DATASETS, WORK, machine_line, update_results, update_section
+from methods import subset
+
+OUT = WORK / "train_memory"
+SST2 = DATASETS / "sst2"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PHASES = ["imports", "loading", "training steps", "dev evaluation", "checkpoint saving",
+          "test and saving"]
+LORA = {"name": "lora", "r": 8, "target_modules": "all-linear", "dropout": 0.1}
+# name: (method, training options, environment)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, str]]] = {
+    "full": ({"name": "full"}, {}, {}),
+    "lora": (LORA, {}, {}),
+    "lora-nodropout": ({**LORA, "dropout": 0.0}, {}, {}),
+    "ia3": ({"name": "ia3"}, {}, {}),
+    "adapter": ({"name": "adapter"}, {}, {}),
+    "full+checkpointing": ({"name": "full"}, {"gradient_checkpointing": True}, {}),
+    "lora+checkpointing": (LORA, {"gradient_checkpointing": True}, {}),
+    # glibc's documented tunable: large blocks go to mmap and back to the system when freed
+    "full+mmap128k": ({"name": "full"}, {}, {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+    "lora+mmap128k": (LORA, {}, {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+    "full+both": ({"name": "full"}, {"gradient_checkpointing": True},
+                  {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+    "lora+both": (LORA, {"gradient_checkpointing": True}, {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+}
+
+
+class Sampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.phase = "imports"
+        self.peaks: dict[str, float] = {}
+
+    def rss_mb(self) -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE / 2**20
+
+    def run(self) -> None:
+        while True:
+            rss = self.rss_mb()
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+            time.sleep(0.005)
+
+
+def in_phase(sampler: Sampler, name: str, function: Any, after: str | None = None) -> Any:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        before = sampler.phase
+        sampler.phase = name
+        try:
+            return function(*args, **kwargs)
+        finally:
+            sampler.phase = after or before
+    return wrapped
+
+
+def run_cell(method: str, train_size: int, epochs: float) -> None:
+    sampler = Sampler()
+    sampler.start()
+    import datasets  # noqa: F401  (imported here so that "imports" holds every library)
+    import peft  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import torch  # noqa: F401
+    import transformers
+    import transformers.modeling_utils
+
+    import tunelab
+    from tunelab.config import parse_config
+
+    sampler.phase = "loading"
+    trainer = transformers.Trainer
+    trainer.train = in_phase(sampler, "training steps", trainer.train, "test and saving")
+    trainer.evaluate = in_phase(sampler, "dev evaluation", trainer.evaluate)
+    trainer._save_checkpoint = in_phase(sampler, "checkpoint saving", trainer._save_checkpoint)
+    config = parse_config({
+        "name": f"memory-{method}", "output_dir": str(OUT / "runs"), "seed": 42,
+        "task": "text-classification",
+        "data": {"train": str(subset(SST2 / "train.tsv", OUT / f"train_{train_size}.tsv",
+                                     train_size)),
+                 "dev": str(subset(SST2 / "dev.tsv", OUT / "dev_500.tsv", 500)),
+                 "test": str(subset(SST2 / "dev.tsv", OUT / "dev_500.tsv", 500)),
+                 "text_column": "sentence", "max_length": 64},
+        "method": VARIANTS[method][0],
+        "training": {"epochs": epochs, "batch_size": 32, "eval_every": 50,
+                     **VARIANTS[method][1]},
+        "evaluation": {"baselines": False}}, source=f"bench:memory {method}")
+    result = tunelab.train(config, overwrite=True)
+    row = {"method": method, **{p: round(sampler.peaks.get(p, 0.0), 1) for p in PHASES},
+           "trainable": result.record.train.trainable_parameters,
+           "seconds": result.record.train.seconds,
+           "ru_maxrss_mb": result.record.train.peak_rss_mb}
+    (OUT / "rows").mkdir(parents=True, exist_ok=True)
+    row_file(method).write_text(json.dumps(row, indent=2))
+
+
+def row_file(variant: str) -> Path:
+    return OUT / "rows" / f"{variant}.json"
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    full = next((r for r in rows if r["method"] == "full"), None)
+    lines = [f"Conditions: MiniLM-L6, SST-2 {args.train}-example sample, {args.epochs} epochs, "
+             "batch 32, max length 64, dev of 500 scored every 50 steps, one seed, each "
+             f"method in its own process. Machine: {machine_line()}.", "",
+             "| variant | trainable | " + " | ".join(PHASES) + " | peak x full | time x full |",
+             "|---|---|" + "---|" * len(PHASES) + "---|---|"]
+    for row in rows:
+        peak = max(row[p] for p in PHASES)
+        share = peak / max(full[p] for p in PHASES) if full else float("nan")
+        lines.append(f"| {row['method']} | {row['trainable']:,} | "
+                     + " | ".join(f"{row[p]:.0f}" for p in PHASES) + f" | {share:.2f} | "
+                     + (f"{row['seconds'] / full['seconds']:.2f} |" if full else "|"))
+    lines += ["", "Peak resident set (MB) within each phase; phases run in this order, and a "
+              "later phase's peak includes what earlier ones left behind. `checkpointing`: "
+              "`training.gradient_checkpointing: true`; `mmap128k`: "
+              "`MALLOC_MMAP_THRESHOLD_=131072` in the environment; `both`: the two together. "
+              "Time is train seconds over full fine-tuning's; rows are saved as they finish, "
+              "so a row kept from an earlier run is timed against another run's baseline "
+              "(`--again` reruns all)."]
+    lora = next((r for r in rows if r["method"] == "lora"), None)
+    if full and lora:
+        state = 12 * (full["trainable"] - lora["trainable"]) / 2**20
+        lines += ["", f"What a parameter-efficient method can save is the frozen weights' "
+                  f"gradients and AdamW state, 12 bytes each: {state:.0f} MB here. Before "
+                  f"training starts the process holds {full['loading']:.0f} MB (libraries, "
+                  "model, data); the rest of the peak is the activations of the first batch, "
+                  "which the length-grouped sampler makes the longest, and the allocator's "
+                  "cached blocks. LoRA keeps every adapted layer's input for its own "
+                  "gradient, as full fine-tuning does, and its dropout adds a copy of each."]
+    update_section("train_memory", "## Where training memory goes (`python bench/"
+                   "train_memory.py`)\n\n" + "\n".join(lines))
+    if full:
+        lora = next((r for r in rows if r["method"] == "lora"), None)
+        if lora:
+            update_results({"lora_rss_ratio_profiled": round(
+                max(lora[p] for p in PHASES) / max(full[p] for p in PHASES), 3)})
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, from: " + ",".join(VARIANTS))
+    parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--cell")
+    parser.add_argument("--again", action="store_true", help="rerun finished rows")
+    args = parser.parse_args()
+    if args.cell:
+        run_cell(args.cell, args.train, args.epochs)
+        return
+    rows = []
+    for variant in args.variants.split(","):
+        saved = row_file(variant)
+        if args.again or not saved.is_file():
+            print(f"--- {variant}", flush=True)
+            subprocess.run([sys.executable, __file__, "--cell", variant, "--train",
+                            str(args.train), "--epochs", str(args.epochs)], check=True,
+                           env={**os.environ, **VARIANTS[variant][2]})
+        rows.append(json.loads(saved.read_text()))
+    report(rows, args)
+
+
+if __name__ == "__main__":
+    main()
