@@ -22,6 +22,7 @@ from tunelab.errors import ExportError
 from tunelab.methods.adalora import AdaLoRA
 from tunelab.methods.base import TrainingPlan
 from tunelab.predictor import Predictor
+from tunelab.training.trainer import training_arguments
 
 PEFT = ["adalora", "ia3", "prefix", "prompt", "p-tuning", "adapter", "lora"]
 NER = ["adalora", "ia3", "prefix", "adapter"]  # prompt and p-tuning refuse NER (see below)
@@ -83,10 +84,14 @@ def test_adalora_shrinks_its_ranks_by_the_plan_and_saves_the_final_budget(
 
 def test_gradient_checkpointing_trades_time_not_results(tiny_config: dict[str, Any]) -> None:
     """Recomputed activations give the same gradients (dropout's random state is replayed),
-    so the trained model predicts the same."""
+    so the trained model predicts the same; and the Trainer is told to recompute."""
     plain = run_with(tiny_config, "lora")
     config = {**tiny_config, "training": {**tiny_config["training"],
                                           "gradient_checkpointing": True}}
+    for wanted in (False, True):
+        raw = config if wanted else tiny_config
+        arguments = training_arguments(parse_config(raw), Path("unused"), "accuracy", 1e-3)
+        assert arguments.activation_checkpointing is wanted
     checkpointed = run_with(config, "lora", name="m-lora-checkpointed")
     saved = yaml.safe_load((checkpointed / "config.yaml").read_text())
     assert saved["training"]["gradient_checkpointing"] is True

@@ -33,13 +33,13 @@ def plain_model(model: Any, method_name: str, run_dir: Path) -> torch.nn.Module:
     (ONNX Runtime's attention fusion matches the eager graph, not SDPA's)."""
     plain = registry.methods.get(method_name).for_export(model)
     if plain is None:
-        raise ExportError(f"{run_dir}: method '{method_name}' adds virtual tokens that ONNX "
-                          "export does not carry, so this run has no ONNX export; it is "
-                          "served with the torch backend (`tunelab serve RUN`, `tunelab "
-                          "predict RUN` use it already)")
-    model = plain
-    model.set_attn_implementation("eager")
-    return model.eval()
+        raise ExportError(f"{run_dir}: method '{method_name}' has no plain model to export "
+                          "(prefix, prompt and P-tuning add virtual tokens outside the "
+                          "graph), so this run has no ONNX export; it is served with the "
+                          "torch backend (`tunelab serve RUN`, `tunelab predict RUN` use it "
+                          "already)")
+    plain.set_attn_implementation("eager")
+    return plain.eval()
 
 
 def export_graph(model: torch.nn.Module, tokenizer: Any, path: Path, opset: int) -> None:

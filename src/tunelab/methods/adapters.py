@@ -111,10 +111,10 @@ class BottleneckAdapters(Method):
 
     def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
         insert_adapters(model, self.options)  # type: ignore[arg-type]
-        train = set(trained_names(model, task.head_modules(model)))
+        self.head = task.head_modules(model)
+        train = set(trained_names(model, self.head))
         for name, parameter in model.named_parameters():
             parameter.requires_grad = name in train
-        self.head = task.head_modules(model)
         return model
 
     def save(self, model: Any, directory: Path) -> None:
