@@ -28,6 +28,18 @@ def train_experiment(name: str, raw: dict[str, Any]) -> Any:
     return tunelab.train(config, overwrite=True)
 
 
+def write_rows(path: Path, rows: list[tuple[str, str]], header: tuple[str, str]) -> Path:
+    """A two-column CSV with a header: (text, label) rows."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
 def free_port() -> int:
     import socket
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, WORK, machine_line, update_results, update_section
+from common import DATASETS, WORK, machine_line, update_results, update_section, write_rows
 
 HELD_OUT = 10
 DATA = WORK / "continual"
@@ -42,12 +42,7 @@ def rows(path: Path) -> list[tuple[str, str]]:
 
 
 def write(path: Path, data: list[tuple[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "category"])
-        writer.writerows(data)
-    return path
+    return write_rows(path, data, ("text", "category"))
 
 
 def accuracies(run: Path, splits: dict[str, list[tuple[str, str]]]) -> dict[str, float]:

@@ -99,8 +99,10 @@ def run_cell(data: str, method: str, lr: float | None, args: argparse.Namespace)
     config = parse_config({
         "name": name, "output_dir": str(OUT / "runs"), "seed": 42, "task": spec["task"],
         "data": spec["data"], "method": METHODS[method],
+        # a random head and no fallback, as the SST-2 cells were run before LP-FT
         "training": {"epochs": args.epochs, "lr": lr, "batch_size": 32,
-                     "eval_every": args.eval_every, "early_stopping": {"patience": 3}},
+                     "eval_every": args.eval_every, "early_stopping": {"patience": 3},
+                     "head_init": "keep", "fallback_to_probe": False},
         "evaluation": {"baselines": False}}, source=f"bench:{name}")
     result = tunelab.train(config, overwrite=True)
     record = result.record

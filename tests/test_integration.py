@@ -52,13 +52,16 @@ def minilm_config(tmp_path: Path, data: dict[str, str], **extra: object):
     })
 
 
-def test_full_fine_tuning_beats_chance_and_the_majority_class(
-        tmp_path: Path, sst2_files: dict[str, str]) -> None:
-    result = tunelab.train(minilm_config(tmp_path, sst2_files, training={
-        "epochs": 3, "batch_size": 16, "lr": 1e-4}))
-    test = result.metrics["test"]
+def test_the_defaults_alone_beat_both_baselines(tmp_path: Path,
+                                                sst2_files: dict[str, str]) -> None:
+    """Nothing set but the data: the steps, learning rate and head are tunelab's defaults."""
+    result = tunelab.train(parse_config({"name": "sst2-defaults", "output_dir": str(tmp_path),
+                                         "data": {**sst2_files, "max_length": 64}}))
+    test, baselines = result.metrics["test"], result.metrics["baselines"]
+    assert result.metrics["shipped"] == "fine-tuned" and not result.metrics["warnings"]
     assert test["accuracy"] > 0.72
-    assert test["accuracy"] > result.metrics["baselines"]["majority"]["accuracy"] + 0.15
+    assert test["accuracy"] > baselines["probe"]["accuracy"] + 0.03
+    assert test["accuracy"] > baselines["majority"]["accuracy"] + 0.15
     prediction = tunelab.load(result.run_dir).predict(
         "a moving , beautifully acted film that stays with you")
     assert prediction["label"] == "1"

@@ -22,6 +22,7 @@ from tunelab.errors import ExportError
 from tunelab.methods.adalora import AdaLoRA
 from tunelab.methods.base import TrainingPlan
 from tunelab.predictor import Predictor
+from tunelab.training.plan import training_plan
 from tunelab.training.trainer import training_arguments
 
 PEFT = ["adalora", "ia3", "prefix", "prompt", "p-tuning", "adapter", "lora"]
@@ -90,7 +91,9 @@ def test_gradient_checkpointing_trades_time_not_results(tiny_config: dict[str, A
                                           "gradient_checkpointing": True}}
     for wanted in (False, True):
         raw = config if wanted else tiny_config
-        arguments = training_arguments(parse_config(raw), Path("unused"), "accuracy", 1e-3)
+        parsed = parse_config(raw)
+        arguments = training_arguments(parsed, training_plan(parsed, 96), Path("unused"),
+                                       "accuracy", 1e-3)
         assert arguments.activation_checkpointing is wanted
     checkpointed = run_with(config, "lora", name="m-lora-checkpointed")
     saved = yaml.safe_load((checkpointed / "config.yaml").read_text())

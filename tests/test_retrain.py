@@ -85,8 +85,9 @@ def retrain_options(tmp_path: Path, rows: list[tuple[str, str]], **changes: Any
 def test_retrain_with_rehearsal_learns_the_new_label_and_is_promoted(
         base_run: Path, tmp_path: Path) -> None:
     rows = sentiment_rows(60, seed=9, labels=NEUTRAL)
+    # the tiny test set has 24 examples, so the tolerance is one of them (4.17 points)
     result = retrain(base_run, retrain_options(tmp_path, rows, without_rehearsal=True,
-                                               epochs=15))
+                                               epochs=15, tolerance=4.2))
     report = json.loads((result.run_dir / "retrain.json").read_text())
     assert report["labels_added"] == ["neutral"]
     assert Predictor(result.run_dir).labels == ["negative", "positive", "neutral"]

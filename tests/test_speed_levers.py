@@ -18,6 +18,7 @@ from tunelab.models import resolve_model
 from tunelab.predictor import Predictor
 from tunelab.tasks.text_classification import TextClassification, TextExamples
 from tunelab.training.frozen_layers import FrozenLowerLayers
+from tunelab.training.plan import training_plan
 from tunelab.training.trainer import build_trainer
 
 
@@ -141,8 +142,8 @@ def test_length_grouping_visits_every_example_once_per_epoch(tiny_model_dir: Pat
     dataset = task.encode(data, tokenizer)
     config = parse_config(tiny_config)
     model = task.build_model(resolve_model(str(tiny_model_dir)))
-    trainer = build_trainer(config, task, model, tokenizer, dataset, dataset, tmp_path, 1e-3,
-                            "accuracy")
+    trainer = build_trainer(config, training_plan(config, len(dataset)), task, model, tokenizer,
+                            dataset, dataset, tmp_path, 1e-3, "accuracy")
     sampler = trainer._get_train_sampler()
     epochs = [list(sampler) for _ in range(2)]
     for order in epochs:

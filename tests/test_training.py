@@ -140,13 +140,17 @@ def test_early_stopping_restores_the_best_checkpoint(tiny_config: dict[str, Any]
     assert result.metrics["train"]["best_dev_metric"] == pytest.approx(max(dev_scores))
 
 
-def test_early_stopping_waits_for_min_epochs(tiny_config: dict[str, Any]) -> None:
-    # lr 1e-6: the dev score never improves, so patience 1 would stop at the second eval
-    raw = {**tiny_config, "training": {**tiny_config["training"], "epochs": 6, "lr": 1e-6,
-                                       "eval_every": 4, "early_stopping": {
-                                           "patience": 1, "min_epochs": 3}}}
+@pytest.mark.parametrize(("min_epochs", "earliest"), [(6, 6.0), (1, 5.0)])
+def test_early_stopping_waits_for_min_epochs_and_half_the_plan(
+        tiny_config: dict[str, Any], min_epochs: int, earliest: float) -> None:
+    # lr 1e-6 and a random head: the dev score never improves, so patience 1 would stop at
+    # the second evaluation
+    raw = {**tiny_config, "training": {**tiny_config["training"], "epochs": 10, "lr": 1e-6,
+                                       "eval_every": 4, "head_init": "keep",
+                                       "early_stopping": {"patience": 1,
+                                                          "min_epochs": min_epochs}}}
     result = train(raw)
-    assert 3.0 <= result.metrics["train"]["epochs"] < 6.0
+    assert earliest <= result.metrics["train"]["epochs"] < 10.0
 
 
 def test_multi_label_run(tmp_path: Path, tiny_config: dict[str, Any]) -> None:

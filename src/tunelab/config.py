@@ -146,12 +146,13 @@ class DataConfig(Section):
 class EarlyStoppingConfig(Section):
     enabled: bool = True
     metric: str | None = None
-    patience: int = Field(default=2, ge=1)
+    patience: int = Field(default=3, ge=1)  # evaluations without a better dev metric
     min_epochs: float = Field(default=1.0, ge=0.0)  # never stop before this many epochs
 
 
 class TrainingConfig(Section):
-    epochs: float = Field(default=3.0, gt=0.0)
+    # "auto": from the data size (training/plan.py); early stopping on dev ends most runs
+    epochs: Literal["auto"] | float = "auto"
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
@@ -163,7 +164,8 @@ class TrainingConfig(Section):
     ] = "linear"
     warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
-    eval_every: Literal["epoch"] | int = "epoch"
+    # "auto": about 15 evaluations a run, whatever its length (training/plan.py)
+    eval_every: Literal["epoch", "auto"] | int = "auto"
     group_by_length: bool = True
     # Freeze the embeddings and the lowest k layers; with cache_frozen their outputs are
     # computed once, so later epochs pay only for the top layers.
@@ -172,23 +174,45 @@ class TrainingConfig(Section):
     # Recompute each layer's activations in the backward pass instead of keeping them:
     # less memory, more time (see bench/RESULTS.md, "Where training memory goes").
     gradient_checkpointing: bool = False
+    # "probe": the classifier head starts as a linear probe fitted on the frozen encoder
+    # (LP-FT); "keep": as the model was built (a new head is random; a continued model's
+    # head keeps its rows)
+    head_init: Literal["probe", "keep"] = "probe"
+    # when fine-tuning ends below the frozen-encoder probe on dev, ship the probe (and say so)
+    fallback_to_probe: bool = True
     dataloader_workers: int = Field(default=0, ge=0)
     # None: every 5% of the run's steps, so a short run still logs its loss
     logging_steps: int | None = Field(default=None, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = 0.0
+        if not number > 0:
+            raise ValueError("must be 'auto' or a positive number of epochs")
+        return number
+
     @field_validator("eval_every")
     @classmethod
     def _positive_steps(cls, value: str | int) -> str | int:
         if isinstance(value, int) and value < 1:
-            raise ValueError("must be 'epoch' or a positive number of steps")
+            raise ValueError("must be 'auto', 'epoch' or a positive number of steps")
         return value
 
 
 class EvaluationConfig(Section):
     baselines: bool = True
     probe_max_examples: int = Field(default=2000, ge=10)
+    # fit a temperature on dev and fold it into the head: calibrated probabilities, the
+    # same decisions (single-label and token tasks)
+    calibrate: bool = True
 
 
 class MethodConfig(Choice):

@@ -48,6 +48,12 @@ class RunRecord(BaseModel):
     test: Scores = Field(default_factory=dict)
     per_class_f1: dict[str, Number] = Field(default_factory=dict)
     baselines: dict[str, Scores] = Field(default_factory=dict)
+    dev_baselines: dict[str, Scores] = Field(default_factory=dict)
+    # "probe" when fine-tuning ended below the frozen-encoder probe on dev and the probe
+    # was shipped instead (training/probe_start.py)
+    shipped: str = "fine-tuned"
+    # temperature scaling fitted on dev (evaluation/calibration.py): temperature, dev NLL
+    calibration: dict[str, float] = Field(default_factory=dict)
     # signs that training did not work (evaluation/health.py); promotion needs --force
     warnings: list[str] = Field(default_factory=list)
     train: TrainStats = Field(default_factory=TrainStats)
@@ -62,7 +68,10 @@ class RunRecord(BaseModel):
     versions: dict[str, str | None] = Field(default_factory=dict)
 
     def rows(self) -> dict[str, Scores]:
-        """The comparison rows: each baseline, then the trained model."""
+        """The comparison rows: each baseline, then the shipped model (when that is the
+        probe, it is named so, without gains over itself)."""
+        if self.shipped == "probe":
+            return {**self.baselines, "shipped: the probe (fine-tuning lost on dev)": self.test}
         return {**self.baselines, "model": self.test}
 
     @property

@@ -123,7 +123,9 @@ def variant_config(config: RunConfig, name: str, start: Path, labels: list[str],
     changed["task"]["labels"] = labels
     changed["data"].update({split: str(path) for split, path in data.items()},
                            format="auto", header=True)
-    changed["training"].update(epochs=options.epochs, lr=options.lr or config.training.lr)
+    # the head continues from the source model's, and no probe: retrain's gates are its own
+    changed["training"].update(epochs=options.epochs, lr=options.lr or config.training.lr,
+                               head_init="keep", fallback_to_probe=False)
     changed["evaluation"]["baselines"] = False
     return RunConfig.model_validate(changed)
 

@@ -16,18 +16,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, set_seed
+from transformers import set_seed
 
 from tunelab import registry, run_slot
 from tunelab.config import RunConfig
 from tunelab.data.examples import Examples
 from tunelab.data.token_cache import cached_encode
 from tunelab.errors import ConfigError, did_you_mean
+from tunelab.evaluation.calibration import calibrate
 from tunelab.evaluation.health import training_warnings
 from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.report import ROW_NAMES, run_report
 from tunelab.hf_artefacts import name_base_by_hub_id, write_label_config
-from tunelab.methods.base import Method, TrainingPlan, trainable_summary
+from tunelab.methods.base import Method, trainable_summary
 from tunelab.model_card import model_card
 from tunelab.models import (
     check_max_length,
@@ -50,7 +51,9 @@ from tunelab.rundir import (
 )
 from tunelab.tasks.base import EvalResult, Task
 from tunelab.training.frozen_layers import FrozenLowerLayers
-from tunelab.training.trainer import build_trainer, train_with_trainer
+from tunelab.training.plan import training_plan
+from tunelab.training.probe_start import Probe, probe_model, start_from_probe
+from tunelab.training.trainer import build_trainer, dev_scores, train_with_trainer
 
 
 @dataclass
@@ -90,15 +93,6 @@ def train_run(config: RunConfig, resume: bool = False, overwrite: bool = False,
     return RunResult(slot.final, result.record, result.report)
 
 
-def training_plan(config: RunConfig, n_train: int) -> TrainingPlan:
-    """Steps as the Trainer counts them: batches per epoch, then optimizer steps."""
-    t = config.training
-    per_epoch = max(math.ceil(n_train / t.batch_size) // t.grad_accum, 1)
-    total = t.max_steps or math.ceil(t.epochs * per_epoch)
-    epochs = total / per_epoch if t.max_steps else t.epochs
-    return TrainingPlan(n_train, t.batch_size * t.grad_accum, per_epoch, total, epochs)
-
-
 def _train(config: RunConfig, slot: run_slot.RunSlot,
            data: dict[str, Examples] | None) -> RunResult:
     run_dir = slot.work
@@ -132,6 +126,8 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
                                        str(config.data.train), config.model.name)
 
     plan = training_plan(config, len(train_set))
+    method.check_plan(model, task, plan)
+    probe = start_from_probe(config, task, model, tokenizer, splits, dev_set, metric)
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
     collator = None
@@ -150,31 +146,42 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
         trained = method.fit(model, task, tokenizer, splits.train, splits.dev, plan, run_dir)
         if trained is None:
             trained = train_with_trainer(build_trainer(
-                config, task, model, tokenizer, train_set, dev_set, run_dir, lr, metric,
+                config, plan, task, model, tokenizer, train_set, dev_set, run_dir, lr, metric,
                 collator, method.callbacks(model, plan), method.keeps_best_checkpoint),
                 checkpoint)
     seconds = time.perf_counter() - started
     training_rss = peak_rss_mb()
     model = trained.model
     trainable, total = trainable_summary(model)
-
-    test = task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test))
+    dev_metric = trained.best_dev_metric if method.keeps_best_checkpoint else math.nan
+    if math.isnan(dev_metric):  # the last step is kept, or no evaluation fell in the run
+        dev_metric = dev_scores(config, task, model, tokenizer, dev_set).get(metric, math.nan)
+    shipped = "fine-tuned"
+    if probe is not None and config.training.fallback_to_probe and probe.beats(dev_metric):
+        model, method, shipped = (probe_model(task, resolved, config.model.dropout, probe),
+                                  registry.methods.get("head")(), "probe")
+    # a shipped probe is a logistic regression, calibrated as fitted
+    calibration = (calibrate(model, task, tokenizer, splits.dev)
+                   if config.evaluation.calibrate and shipped == "fine-tuned" else {})
+    test = (probe.test if shipped == "probe" and probe is not None and probe.test else
+            task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test)))
     record = RunRecord(
         name=config.name, task=task.name, model=config.model.name, method=config.method.name,
         labels=list(getattr(task, "labels", [])), metric=metric, lr=lr, test=test.metrics,
-        per_class_f1=test.per_class_f1, baselines=_baselines(config, task, resolved, tokenizer,
-                                                              splits),
+        per_class_f1=test.per_class_f1, baselines=_baselines(config, task, splits, probe),
+        dev_baselines=_dev_baselines(config, task, splits, probe, metric), shipped=shipped,
+        calibration=calibration,
         train=TrainStats(
             seconds=round(seconds, 2),
             samples_per_second=round(trained.samples_per_second, 2), steps=trained.steps,
-            epochs=trained.epochs, best_dev_metric=trained.best_dev_metric,
+            epochs=trained.epochs, best_dev_metric=dev_metric,
             trainable_parameters=trainable, total_parameters=total, resumed_from=checkpoint,
             tokenize_seconds=round(tokenize_seconds, 2),
             prepare_seconds=round(prepare_seconds, 2), tokenized_from_cache=train_cached,
             frozen_layers=config.training.freeze_layers, max_length=task.max_length,
             truncated_at_percentile=truncated_at,
             unknown_token_share=round(unknown_share, 4), peak_rss_mb=round(training_rss, 1)),
-        max_epochs=config.training.epochs, peak_rss_mb=round(peak_rss_mb(), 1),
+        max_epochs=plan.epochs, peak_rss_mb=round(peak_rss_mb(), 1),
         sizes={"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
         sources=splits.sources, fingerprints=_fingerprints(config, splits),
         seed=config.seed, threads=torch.get_num_threads(),
@@ -210,14 +217,26 @@ def _record(run_dir: Path, record: RunRecord) -> None:
             run_dir, error)
 
 
-def _baselines(config: RunConfig, task: Task, resolved: Any, tokenizer: Any, splits: Splits
+def _baselines(config: RunConfig, task: Task, splits: Splits, probe: Probe | None
                ) -> dict[str, dict[str, float | int]]:
+    """Test scores of the majority class and of the frozen-encoder probe."""
     if not config.evaluation.baselines:
         return {}
-    return task.baselines(
-        splits.train, splits.test,
-        lambda: AutoModel.from_pretrained(resolved.source, **resolved.from_pretrained_kwargs),
-        tokenizer, config.evaluation.probe_max_examples, config.seed)
+    scores: dict[str, dict[str, float | int]] = dict(task.baselines(splits.train, splits.test))
+    if probe is not None and probe.test is not None:
+        scores["probe"] = probe.test.metrics
+    return scores
+
+
+def _dev_baselines(config: RunConfig, task: Task, splits: Splits, probe: Probe | None,
+                   metric: str) -> dict[str, dict[str, float | int]]:
+    """The same on dev, where the run's own choices are made (evaluation/health.py)."""
+    scores: dict[str, dict[str, float | int]] = {}
+    if config.evaluation.baselines:
+        scores.update(task.baselines(splits.train, splits.dev))
+    if probe is not None:
+        scores["probe"] = {metric: probe.dev}
+    return scores
 
 
 def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
@@ -238,13 +257,15 @@ def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, mo
         tokenizer.save_pretrained(tmp)
         write_label_config(model, tmp)
         write_json(tmp / MODEL_META, {
-            **task.meta(), "method": config.method.name, "base_model": config.model.name,
+            **task.meta(), "base_model": config.model.name,
+            # a shipped probe is the pretrained encoder with a fitted head: a head-only model
+            "method": "head" if record.shipped == "probe" else config.method.name,
             "text_pair": config.data.text_pair_column is not None,
             "allow_network": config.model.allow_network,
             "tunelab_version": record.versions.get("tunelab"),
         })
-    references = {f"{ROW_NAMES[name]} (test)": scores[record.metric]
-                  for name, scores in record.baselines.items()
+    references = {f"{ROW_NAMES[name]} (dev)": scores[record.metric]
+                  for name, scores in record.dev_baselines.items()
                   if isinstance(scores.get(record.metric), float) and name in ROW_NAMES}
     save_figure(run_dir / "curves.png", lambda fig: plot_curves(fig, log_history,
                                                                 record.metric, references))

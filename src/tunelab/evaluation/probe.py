@@ -1,46 +1,52 @@
-"""The 'before fine-tuning' baseline: frozen encoder features and a fitted linear head."""
+"""A linear head fitted on frozen features: logistic regression on centred inputs scaled by
+one number (their mean standard deviation), folded back into one weight matrix and bias
+that act on the raw features, so the result can be written into the model's own output
+layer (see training/probe_start.py). One scale for all dimensions, not one each: a nearly
+constant dimension would otherwise get an enormous weight."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
-from tunelab.inference import batched_outputs
+# an output that the sample never shows (a label absent from it, or present in every row)
+# gets no weights and this logit margin below (or above) the fitted ones
+ABSENT_MARGIN = 5.0
 
 
-def sentence_embeddings(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                        encoded: dict[str, list[Any]], batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled last hidden states of a frozen encoder, one row per text."""
-    rows = [dict(zip(encoded.keys(), values, strict=True))
-            for values in zip(*encoded.values(), strict=True)]
-
-    def mean_pool(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-    encoder.eval()
-    return np.stack(batched_outputs(mean_pool, DataCollatorWithPadding(tokenizer), rows,
-                                    batch_size))
-
-
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray,
-                     multi_label: bool, seed: int) -> np.ndarray:
-    """Predicted ids (or multi-hot rows) from a logistic-regression head on frozen features."""
-    head = LogisticRegression(max_iter=2000, random_state=seed)
+def fit_linear_head(features: np.ndarray, targets: np.ndarray, n_outputs: int,
+                    multi_label: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (n_outputs, dim), bias (n_outputs,)) such that `features @ weight.T + bias`
+    are the logits of the fitted model: softmax gives the logistic regression's class
+    probabilities (single-label: `targets` are ids) and sigmoid its per-label ones
+    (multi-label: `targets` are multi-hot rows)."""
+    centre, scale = features.mean(axis=0), float(features.std(axis=0).mean()) or 1.0
+    scaled = (features - centre) / scale
+    weight = np.zeros((n_outputs, features.shape[1]))
+    bias = np.zeros(n_outputs)
     if multi_label:
-        keep = train_y.sum(axis=0) > 0  # labels absent from the sample cannot be fitted
-        model = make_pipeline(StandardScaler(), OneVsRestClassifier(head))
-        out = np.zeros((len(eval_x), train_y.shape[1]), dtype=np.float32)
-        out[:, keep] = model.fit(train_x, train_y[:, keep]).predict(eval_x)
-        return out
-    if len(np.unique(train_y)) < 2:
-        return np.full(len(eval_x), train_y[0])
-    return make_pipeline(StandardScaler(), head).fit(train_x, train_y).predict(eval_x)
+        for j in range(n_outputs):
+            column = targets[:, j]
+            if column.min() == column.max():  # always or never on in the sample
+                bias[j] = ABSENT_MARGIN if column.min() else -ABSENT_MARGIN
+                continue
+            fitted = _regression(seed).fit(scaled, column)
+            weight[j], bias[j] = fitted.coef_[0], fitted.intercept_[0]
+    else:
+        present = np.unique(targets)
+        bias[:] = -ABSENT_MARGIN
+        if len(present) == 1:
+            bias[present[0]] = ABSENT_MARGIN
+        else:
+            fitted = _regression(seed).fit(scaled, targets)
+            coef, intercept = fitted.coef_, fitted.intercept_
+            if len(present) == 2:  # one row for the second class: split it symmetrically
+                coef = np.concatenate([-coef / 2, coef / 2])
+                intercept = np.concatenate([-intercept / 2, intercept / 2])
+            weight[present], bias[present] = coef, intercept
+            bias[np.setdiff1d(np.arange(n_outputs), present)] = intercept.min() - ABSENT_MARGIN
+    return weight / scale, bias - (weight / scale) @ centre
+
+
+def _regression(seed: int) -> LogisticRegression:
+    return LogisticRegression(max_iter=2000, random_state=seed)

@@ -28,6 +28,8 @@ class TrainingPlan:
     steps_per_epoch: int
     total_steps: int
     epochs: float
+    eval_steps: int | None = None  # None: at the end of each epoch
+    logging_steps: int = 1
 
 
 @dataclass
@@ -60,6 +62,10 @@ class Method:
     def check(self, model: PreTrainedModel, task: Task) -> None:
         """Raise ConfigError for options that cannot apply to this model; cheap, changes
         nothing. Runs before data is encoded and before anything is written."""
+
+    def check_plan(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> None:
+        """Raise ConfigError for options that conflict with the training plan (AdaLoRA's
+        schedule against its steps); runs before the probe is fitted and anything written."""
 
     def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
         """Return the model to train (frozen, wrapped, or as it is)."""

@@ -37,11 +37,18 @@ class PeftMethod(Method):
         """peft config fields that follow from the training plan."""
         return {field: getattr(plan, attribute) for field, attribute in self.from_plan.items()}
 
-    def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
+    def check_plan(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> None:
+        self.checked_config(model, task, plan)
+
+    def checked_config(self, model: PreTrainedModel, task: Task, plan: TrainingPlan
+                       ) -> PeftConfig:
         try:
-            config = self.peft_config(model, task, plan)
+            return self.peft_config(model, task, plan)
         except ValueError as error:  # peft's own checks of the settings
             raise ConfigError(f"method: {str(error).splitlines()[0][:300]}") from None
+
+    def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
+        config = self.checked_config(model, task, plan)
         try:
             return get_peft_model(model, config)
         except ValueError as error:  # peft: target modules not found in the model

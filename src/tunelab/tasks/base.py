@@ -172,11 +172,10 @@ class Task(metaclass=_BuiltOnce):
     def evaluate(self, examples: Any, logits: Any) -> EvalResult:
         """Full scores, report text and figures for one split."""
 
-    def baselines(self, train: Any, test: Any, encoder: Callable[[], PreTrainedModel],
-                  tokenizer: PreTrainedTokenizerBase, max_examples: int, seed: int
-                  ) -> dict[str, dict[str, float]]:
-        """Scores of simple models on the test split, to compare the trained one with.
-        `encoder()` loads the pretrained encoder when a baseline needs it."""
+    def baselines(self, train: Any, test: Any) -> dict[str, dict[str, float]]:
+        """Scores of simple models fitted on `train` (the majority class) on the `test`
+        split, to compare the trained one with. The frozen-encoder probe is scored by the
+        runner (training/probe_start.py), for tasks with a probe."""
         return {}
 
     @abstractmethod

@@ -23,7 +23,6 @@ from tunelab.errors import ModelError
 from tunelab.rundir import MODEL_META, write_json
 
 PROBE_STEPS = 300
-PROBE_LR = 0.05
 PROBE_WEIGHT_DECAY = 1e-4
 
 
@@ -49,21 +48,22 @@ def copy_label_rows(target: torch.Tensor, source: torch.Tensor, old_labels: Sequ
                 target[row] = source[index[label]]
 
 
-def carry_head_rows(model: nn.Module, source: str, labels: Sequence[str]) -> None:
+def carry_head_rows(model: nn.Module, source: str, labels: Sequence[str]) -> bool:
     """When `source` is a trained tunelab model with another label list, copy its head's
     rows for the labels both share, so continuing it keeps what it knew; rows of new labels
-    stay freshly initialised."""
+    stay freshly initialised. Returns whether rows were carried."""
     import json
 
     meta, weights = Path(source) / MODEL_META, Path(source) / "model.safetensors"
     if not meta.is_file() or not weights.is_file():
-        return
+        return False
     old = json.loads(meta.read_text(encoding="utf-8")).get("labels", [])
     if list(old) == list(labels):
-        return
+        return False
     from safetensors.torch import load_file
 
     saved = load_file(weights)
+    carried = False
     prefix = f"{getattr(model, 'base_model_prefix', '')}."
     for name, parameter in model.named_parameters():
         before = saved.get(name)
@@ -71,6 +71,8 @@ def carry_head_rows(model: nn.Module, source: str, labels: Sequence[str]) -> Non
                 and before.shape[0] == len(old) and parameter.shape[0] == len(labels)
                 and before.shape[1:] == parameter.shape[1:]):
             copy_label_rows(parameter, before, old, labels)
+            carried = True
+    return carried
 
 
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -105,16 +107,23 @@ def fit_new_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Te
     counts = torch.bincount(targets, minlength=weight.shape[0]).float()
     class_weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), 0.0)
     index = torch.tensor(list(new_rows))
-    optimiser = torch.optim.AdamW([new_weight, new_bias], lr=PROBE_LR,
-                                  weight_decay=PROBE_WEIGHT_DECAY)
-    for _ in range(PROBE_STEPS):
+    # The problem is convex in the new rows, so L-BFGS runs it to its optimum whatever the
+    # scale of the old rows (a fine-tuned head's rows may have norm 0.1 or 30, and a fixed
+    # first-order step suits only one of them).
+    optimiser = torch.optim.LBFGS([new_weight, new_bias], max_iter=PROBE_STEPS,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
         full_weight = weight.index_copy(0, index, new_weight)
         full_bias = bias.index_copy(0, index, new_bias)
-        loss = nn.functional.cross_entropy(features @ full_weight.T + full_bias, targets,
-                                           weight=class_weight)
-        optimiser.zero_grad()
+        loss = (nn.functional.cross_entropy(features @ full_weight.T + full_bias, targets,
+                                            weight=class_weight)
+                + PROBE_WEIGHT_DECAY * new_weight.square().sum() / scale.square())
         loss.backward()
-        optimiser.step()
+        return loss
+
+    optimiser.step(closure)
     return new_weight.detach(), new_bias.detach()
 
 

@@ -1,21 +1,21 @@
 """The base of tasks that predict from a fixed label set (text and token classification):
 label maps, a head with one output per label, head surgery when the label set grows,
-agreement by argmax, and the majority and linear-probe baselines."""
+agreement by argmax, the majority baseline and the data for a linear probe."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from tunelab.errors import DataError
 from tunelab.models import ResolvedModel, pretrained_config
 from tunelab.tasks.base import EvalResult, Task
-from tunelab.tasks.head_growth import carry_head_rows
+from tunelab.tasks.head_growth import carry_head_rows, output_layer
 
 if TYPE_CHECKING:
     from tunelab.config import RunConfig
@@ -87,10 +87,16 @@ class LabelledTask(Task):
     def build_model(self, resolved: ResolvedModel, dropout: float | None = None
                     ) -> PreTrainedModel:
         config = pretrained_config(resolved, dropout, **self.model_config_kwargs())
-        model = self.auto_model.from_pretrained(
+        model, loading = self.auto_model.from_pretrained(
             resolved.source, config=config, ignore_mismatched_sizes=True,
-            **resolved.from_pretrained_kwargs)
-        carry_head_rows(model, resolved.source, self.labels)
+            output_loading_info=True, **resolved.from_pretrained_kwargs)
+        not_loaded = {key if isinstance(key, str) else key[0]
+                      for key in [*loading["missing_keys"], *loading["mismatched_keys"]]}
+        name, _ = output_layer(model, len(self.labels))
+        carried = carry_head_rows(model, resolved.source, self.labels)
+        # read by training/probe_start.py: only a head that nothing was loaded into is
+        # replaced by the probe
+        model.tunelab_new_head = f"{name}.weight" in not_loaded and not carried
         return model
 
     # --- scoring -------------------------------------------------------------
@@ -103,16 +109,13 @@ class LabelledTask(Task):
     def majority_baseline(self, train: Any, examples: Any) -> EvalResult: ...
 
     @abstractmethod
-    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       train: Any, examples: Any, max_examples: int, seed: int) -> EvalResult:
-        """The pretrained encoder, frozen, with a freshly fitted linear head."""
+    def probe_data(self, features: Any, examples: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The output layer's inputs (`features`, from logits_for_examples under
+        head_growth.head_inputs) as rows, with the target of each row: label ids, or
+        multi-hot rows for a multi-label task."""
 
-    def baselines(self, train: Any, test: Any, encoder: Callable[[], PreTrainedModel],
-                  tokenizer: PreTrainedTokenizerBase, max_examples: int, seed: int
-                  ) -> dict[str, dict[str, float]]:
-        return {"majority": self.majority_baseline(train, test).metrics,
-                "probe": self.probe_baseline(encoder(), tokenizer, train, test, max_examples,
-                                             seed).metrics}
+    def baselines(self, train: Any, test: Any) -> dict[str, dict[str, float]]:
+        return {"majority": self.majority_baseline(train, test).metrics}
 
     @staticmethod
     def probe_sample(train: Any, max_examples: int, seed: int) -> Any:

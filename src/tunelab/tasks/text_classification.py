@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
@@ -25,7 +24,6 @@ from tunelab.data.readers import Table
 from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
-from tunelab.evaluation.probe import fit_linear_probe, sentence_embeddings
 from tunelab.inference import batched_outputs, on_device
 from tunelab.tasks.base import EvalResult
 from tunelab.tasks.labelled import LabelledOptions, LabelledTask
@@ -300,15 +298,9 @@ class TextClassification(LabelledTask):
             predicted = np.full(len(examples), self.labels.index(common))
         return self._result(gold, predicted)
 
-    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       train: TextExamples, examples: TextExamples, max_examples: int,
-                       seed: int) -> EvalResult:
-        sample = self.probe_sample(train, max_examples, seed)
-        embed = lambda ex: sentence_embeddings(  # noqa: E731
-            encoder, tokenizer, self.tokenize(tokenizer, ex.texts, ex.pairs))
-        predicted = fit_linear_probe(embed(sample), self.label_ids(sample), embed(examples),
-                                     self.multi_label, seed)
-        return self._result(self.label_ids(examples), predicted)
+    def probe_data(self, features: np.ndarray, examples: TextExamples
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return features, self.label_ids(examples)
 
     # --- inference --------------------------------------------------------
     def _decoded(self, probs: np.ndarray) -> dict[str, Any]:

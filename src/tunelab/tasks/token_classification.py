@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from transformers import (
     AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
@@ -23,7 +22,6 @@ from tunelab.data.readers import Table
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import entities as scores
-from tunelab.evaluation.probe import fit_linear_probe
 from tunelab.inference import on_device
 from tunelab.tasks.alignment import (
     IGNORE,
@@ -213,26 +211,11 @@ class TokenClassification(LabelledTask):
     def majority_baseline(self, train: TokenExamples, examples: TokenExamples) -> EvalResult:
         return self._result(examples, [["O"] * len(words) for words in examples.tokens])
 
-    def probe_baseline(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       train: TokenExamples, examples: TokenExamples, max_examples: int,
-                       seed: int) -> EvalResult:
-        sample = self.probe_sample(train, max_examples, seed)
-        encoder.eval()
-
-        def features(ex: TokenExamples) -> list[np.ndarray]:
-            return word_outputs(lambda batch: encoder(**batch).last_hidden_state, tokenizer,
-                                ex.tokens, self.max_length)
-
+    def probe_data(self, features: list[np.ndarray], examples: TokenExamples
+                   ) -> tuple[np.ndarray, np.ndarray]:
         index = self.label_index
-        train_x = np.concatenate(features(sample))
-        train_y = np.array([index[tag] for tags in sample.tags for tag in tags])
-        eval_features = features(examples)
-        flat = fit_linear_probe(train_x, train_y, np.concatenate(eval_features), False, seed)
-        predicted, start = [], 0
-        for word_features in eval_features:
-            predicted.append(self._tags(flat[start:start + len(word_features)]))
-            start += len(word_features)
-        return self._result(examples, predicted)
+        return (np.concatenate(features),
+                np.array([index[tag] for tags in examples.tags for tag in tags]))
 
     # --- inference --------------------------------------------------------
     def _word_logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +27,35 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tunelab.config import RunConfig
-from tunelab.methods.base import Trained, trainable_summary
+from tunelab.methods.base import Trained, TrainingPlan, trainable_summary
 from tunelab.tasks.base import Task
 from tunelab.training.progress import TrainingProgress
 
 
-def training_arguments(config: RunConfig, output_dir: Path, metric: str, lr: float,
-                       keep_best: bool = True) -> TrainingArguments:
+def training_arguments(config: RunConfig, plan: TrainingPlan, output_dir: Path, metric: str,
+                       lr: float, keep_best: bool = True) -> TrainingArguments:
     t = config.training
-    by_steps = isinstance(t.eval_every, int)
+    by_steps = plan.eval_steps is not None
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
         gradient_accumulation_steps=t.grad_accum,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1,
+        max_steps=plan.total_steps,  # the plan's count (training/plan.py) decides
         learning_rate=lr,
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup_ratio,  # a value below 1 is a fraction of all steps
         weight_decay=t.weight_decay,
         eval_strategy="steps" if by_steps else "epoch",
         save_strategy="steps" if by_steps else "epoch",
-        eval_steps=t.eval_every if by_steps else None,
-        save_steps=t.eval_every if by_steps else None,
+        eval_steps=plan.eval_steps,
+        save_steps=plan.eval_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=keep_best,
         metric_for_best_model=metric,
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=t.logging_steps or 0.05,  # below 1: a share of all steps
+        logging_steps=plan.logging_steps,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
         seed=config.seed,
@@ -86,41 +88,40 @@ class TrainingClock(TrainerCallback):
 
 
 class EarlyStoppingAfter(EarlyStoppingCallback):
-    """Early stopping that starts counting only after `min_epochs`: a model often sits on a
-    plateau (predicting the majority class) before it starts to learn, and stopping there
-    would end the run before it began."""
+    """Early stopping that starts counting only after `min_step`: a model often sits on a
+    plateau, or dips while the learning rate is at its peak, before it settles, and stopping
+    there would end the run before it began."""
 
-    def __init__(self, patience: int, min_epochs: float) -> None:
+    def __init__(self, patience: int, min_step: int) -> None:
         super().__init__(patience)
-        self.min_epochs = min_epochs
+        self.min_step = min_step
 
     def on_evaluate(self, args: Any, state: TrainerState, control: Any, metrics: Any,
                     **kwargs: Any) -> None:
-        if (state.epoch or 0.0) < self.min_epochs:
+        if state.global_step < self.min_step:
             return
         super().on_evaluate(args, state, control, metrics, **kwargs)
 
 
-def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
+def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
+                  tokenizer: PreTrainedTokenizerBase,
                   train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
                   collator: Any = None, extra_callbacks: list[TrainerCallback] | None = None,
                   keep_best: bool = True) -> Trainer:
     """`keep_best`: end on the best dev checkpoint, with early stopping; False trains the
     whole plan and ends on the last step (for methods whose schedule spans all of it)."""
-    args = training_arguments(config, run_dir / "checkpoints", metric, lr, keep_best)
-
-    def compute_metrics(prediction: Any) -> dict[str, float]:
-        logits = prediction.predictions
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        return task.compute_metrics(np.asarray(logits), np.asarray(prediction.label_ids))
-
+    args = training_arguments(config, plan, run_dir / "checkpoints", metric, lr, keep_best)
     callbacks: list[Any] = [
         TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
         TrainingClock(),
     ]
     if config.training.early_stopping.enabled and keep_best:
         stopping = config.training.early_stopping
-        callbacks.append(EarlyStoppingAfter(stopping.patience, stopping.min_epochs))
+        # not before min_epochs, nor before half the plan: the learning rate decays over the
+        # second half, where a run that dipped at the peak recovers
+        min_step = max(math.ceil(stopping.min_epochs * plan.steps_per_epoch),
+                       plan.total_steps // 2)
+        callbacks.append(EarlyStoppingAfter(stopping.patience, min_step))
     trainable, total = trainable_summary(model)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     callbacks.append(TrainingProgress(
@@ -131,10 +132,35 @@ def build_trainer(config: RunConfig, task: Task, model: Any, tokenizer: PreTrain
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
-        compute_metrics=compute_metrics, callbacks=callbacks,
+        compute_metrics=metric_function(task), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
     return trainer
+
+
+def metric_function(task: Task) -> Callable[[Any], dict[str, float]]:
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        logits = prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return task.compute_metrics(np.asarray(logits), np.asarray(prediction.label_ids))
+
+    return compute_metrics
+
+
+def dev_scores(config: RunConfig, task: Task, model: Any, tokenizer: PreTrainedTokenizerBase,
+               dev_set: Any) -> dict[str, float]:
+    """The model's dev metrics, computed as the Trainer scores its checkpoints, so that they
+    compare with the run's best dev metric."""
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, report_to="none", disable_tqdm=True,
+                                 per_device_eval_batch_size=config.training.eval_batch_size,
+                                 dataloader_pin_memory=torch.cuda.is_available())
+        trainer = Trainer(model=model, args=args, eval_dataset=dev_set,
+                          processing_class=tokenizer, data_collator=task.collator(tokenizer),
+                          compute_metrics=metric_function(task))
+        trainer.remove_callback(PrinterCallback)
+        scores = trainer.evaluate()
+    return {key.removeprefix("eval_"): value for key, value in scores.items()}
 
 
 def train_with_trainer(trainer: Trainer, checkpoint: str | None) -> Trained:
