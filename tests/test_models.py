@@ -1,3 +1,4 @@
+import logging
 import socket
 from pathlib import Path
 
@@ -57,3 +58,27 @@ def test_alias_and_local_directory_load_without_network(tiny_model_dir: Path) ->
         assert model.config.num_labels == 2
         assert model.config.hidden_dropout_prob == 0.0
         assert tokenizer("hello")["input_ids"]
+
+
+def test_a_new_head_loads_quietly_and_missing_encoder_weights_are_named(
+        tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = next(key for key in weights if "layer.0.attention.self.query.weight" in key)
+    del weights[dropped]
+    save_file(weights, broken / "model.safetensors")
+    task = TextClassification(["a", "b"], max_length=16)
+    with caplog.at_level(logging.WARNING):
+        clean = task.build_model(resolve_model(str(tiny_model_dir)))
+    assert "LOAD REPORT" not in caplog.text and "encoder weights" not in caplog.text
+    assert clean.tunelab_new_head
+    with caplog.at_level(logging.WARNING):
+        task.build_model(resolve_model(str(broken)))
+    assert "1 encoder weights are not in the checkpoint" in caplog.text
+    assert "attention.self.query.weight" in caplog.text

@@ -4,6 +4,7 @@ agreement by argmax, the majority baseline and the data for a linear probe."""
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,11 +88,26 @@ class LabelledTask(Task):
     def build_model(self, resolved: ResolvedModel, dropout: float | None = None
                     ) -> PreTrainedModel:
         config = pretrained_config(resolved, dropout, **self.model_config_kwargs())
-        model, loading = self.auto_model.from_pretrained(
-            resolved.source, config=config, ignore_mismatched_sizes=True,
-            output_loading_info=True, **resolved.from_pretrained_kwargs)
+        # transformers' load report lists the new head as MISSING on every run; tunelab
+        # expects that, and names only encoder weights that did not load (below)
+        report = logging.getLogger("transformers.modeling_utils")
+        level = report.level
+        report.setLevel(logging.ERROR)
+        try:
+            model, loading = self.auto_model.from_pretrained(
+                resolved.source, config=config, ignore_mismatched_sizes=True,
+                output_loading_info=True, **resolved.from_pretrained_kwargs)
+        finally:
+            report.setLevel(level)
         not_loaded = {key if isinstance(key, str) else key[0]
                       for key in [*loading["missing_keys"], *loading["mismatched_keys"]]}
+        encoder = sorted(key for key in not_loaded
+                         if key.startswith(f"{model.base_model_prefix}."))
+        if encoder:
+            logging.getLogger("tunelab").warning(
+                "%s: %d encoder weights are not in the checkpoint and start random (%s); "
+                "check that model.name is the model you meant", resolved.source,
+                len(encoder), ", ".join(encoder[:4]))
         name, _ = output_layer(model, len(self.labels))
         carried = carry_head_rows(model, resolved.source, self.labels)
         # read by training/probe_start.py: only a head that nothing was loaded into is
