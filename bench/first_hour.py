@@ -31,7 +31,6 @@ from typing import Any
 from common import ROOT, free_port, update_results, update_section
 
 TUNELAB = str(Path(sys.executable).parent / "tunelab")
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 SENTIMENT = "runs/demo-sentiment"
 # (README command as a user types it, the fragment its output must hold)
 WALK: list[tuple[str, str]] = [
@@ -103,12 +102,11 @@ def walk() -> list[dict[str, Any]]:
             warned = "Test scores" in output and "WARNING" in output
             ok = code == 0 and wanted in output and not warned
             rows.append({"step": command, "ok": ok, "seconds": round(seconds, 1),
-                         "in_readme": command.split(" --")[0].split(" runs/")[0] in README,
                          "note": "" if ok else (output.strip().splitlines() or [""])[-1][:160]})
             print(("ok  " if ok else "FAIL"), command, flush=True)
         ok, note = serve_step(cwd, env, key)
         rows.append({"step": f"tunelab serve {SENTIMENT} --port PORT; POST /v1/predict",
-                     "ok": ok, "seconds": 0.0, "in_readme": True, "note": "" if ok else note})
+                     "ok": ok, "seconds": 0.0, "note": "" if ok else note})
     return rows
 
 

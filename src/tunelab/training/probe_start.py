@@ -40,7 +40,7 @@ log = logging.getLogger("tunelab")
 @dataclass
 class Head:
     weight: torch.Tensor  # (labels, features) of the output layer
-    bias: torch.Tensor
+    bias: torch.Tensor | None
 
 
 @dataclass
@@ -105,7 +105,7 @@ def install(model: nn.Module, head: Head, n_labels: int) -> None:
     _, layer = output_layer(model, n_labels)
     with torch.no_grad():
         layer.weight.copy_(head.weight)
-        if layer.bias is not None:
+        if layer.bias is not None and head.bias is not None:
             layer.bias.copy_(head.bias)
 
 
@@ -114,7 +114,7 @@ def head_installed(model: nn.Module, head: Head, n_labels: int) -> Iterator[None
     """While active, the model's output layer is `head`; its own weights come back after."""
     _, layer = output_layer(model, n_labels)
     kept = Head(layer.weight.detach().clone(),
-                layer.bias.detach().clone() if layer.bias is not None else layer.weight)
+                layer.bias.detach().clone() if layer.bias is not None else None)
     install(model, head, n_labels)
     try:
         yield
