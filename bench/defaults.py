@@ -4,13 +4,20 @@
     python bench/defaults.py --report        # only the table, from the saved cells
 
 For each dataset and size (examples per class, or sentences for NER) it runs:
-- `default`: tunelab's defaults, nothing set but the data;
-- `random-head`: the defaults with `training.head_init: keep` (the head starts random)
-  and no fallback to the probe, which measures LP-FT;
+- `default`: tunelab's defaults, nothing set but the data (`head_init: auto`: the head starts
+  from the probe with 20 labels or more, else random at its own learning rate);
+- `probe-start`: the head always starts from the probe (LP-FT), the default before `auto`;
+- `calibrated-probe`: the probe start divided by its dev temperature;
+- `random-head`: a random head at the run's learning rate, no fallback to the probe;
+- `random-head-fast`: a random head at its own learning rate (`head_lr` 1e-3);
 - `old-defaults`: what the defaults were before this study (3 epochs, evaluation once an
   epoch, patience 2, a random head, no fallback);
 - a learning-rate grid around the default (the default's own learning rate is in it); the
-  grid's best is chosen on dev, never on test.
+  grid's best is chosen on dev, never on test;
+- `lr-find`: the defaults with `training.lr: find`, the learning-rate range test.
+A variant whose settings are the default's for that cell (`probe-start` with 20 labels or
+more, `random-head-fast` with fewer) stands in for `default` where the default did not run
+itself; the table marks it †.
 Each cell trains in a process of its own and is saved as it finishes
 (bench/work/defaults/rows/); a rerun skips saved cells. The frozen-encoder probe's test score
 comes from each default run's own record (its `probe` baseline).
@@ -19,166 +26,54 @@ comes from each default run's own record (its `probe` baseline).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import random
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from common import DATASETS, WORK, machine_line, update_results, update_section, write_rows
+from common import machine_line, update_results, update_section
+from defaults_data import OUT, SEED, dataset
 
-OUT = WORK / "defaults"
+from tunelab.training.probe_start import PROBE_START_MIN_LABELS
+
 GRID_LRS = [2e-5, 1e-4]  # beside the default's own (full fine-tuning: 5e-5)
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
+    "probe-start": {"head_init": "probe"},
+    "calibrated-probe": {"head_init": "calibrated-probe"},
     "random-head": {"head_init": "keep", "fallback_to_probe": False},
+    "random-head-fast": {"head_init": "keep", "head_lr": 1e-3},
     "old-defaults": {"head_init": "keep", "fallback_to_probe": False, "epochs": 3,
                      "eval_every": "epoch", "early_stopping": {"patience": 2}},
     **{f"lr-{lr:g}": {"lr": lr} for lr in GRID_LRS},
+    "lr-find": {"lr": "find"},
 }
 # (dataset, size): text sets by examples per class, NER sets by sentences; small first
 CELLS = [("sst2", 20), ("banking77", 20), ("agnews", 20), ("snips", 20), ("conll2003", 100),
+         ("atis", 20),
          ("sst2", 100), ("agnews", 100), ("snips", 100), ("atis-slots", 300),
          ("banking77", 100), ("sst2", 1000), ("conll2003", 1000)]
-SEED = 42
 
 
-def sample_per_class(rows: list[tuple[str, str]], per_class: int, seed: int = 0
-                     ) -> list[tuple[str, str]]:
-    """Up to `per_class` rows of each label, a seeded random choice."""
-    shuffled = rows[:]
-    random.Random(seed).shuffle(shuffled)
-    counts: dict[str, int] = {}
-    kept = []
-    for text, label in shuffled:
-        if counts.get(label, 0) < per_class:
-            counts[label] = counts.get(label, 0) + 1
-            kept.append((text, label))
-    return kept
+def cell_name(data: str, size: int, variant: str, seed: int = SEED) -> str:
+    return f"{data}-{size}__{variant}" + ("" if seed == SEED else f"__s{seed}")
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]]) -> str:
-    return str(write_rows(path, rows, ("text", "label")))
-
-
-def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(words, tags, strict=True))
-                                for words, tags in sentences) + "\n", encoding="utf-8")
-    return str(path)
-
-
-def read_tsv(path: Path, header: bool) -> list[tuple[str, str]]:
-    lines = path.read_text(encoding="utf-8").splitlines()[1 if header else 0:]
-    return [(parts[0], parts[-1]) for parts in (line.split("\t") for line in lines)
-            if len(parts) >= 2]
-
-
-def read_seq(folder: Path) -> tuple[list[str], list[str], list[str]]:
-    """ATIS/SNIPS: seq.in, seq.out and label, one example a line."""
-    def lines(name: str) -> list[str]:
-        return (folder / name).read_text(encoding="utf-8").splitlines()
-    return lines("seq.in"), lines("seq.out"), lines("label")
-
-
-def read_conll(path: Path) -> list[tuple[list[str], list[str]]]:
-    sentences, words, tags = [], [], []
-    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
-        parts = line.split()
-        if not parts or parts[0] == "-DOCSTART-":
-            if words:
-                sentences.append((words, tags))
-            words, tags = [], []
-            continue
-        words.append(parts[0])
-        tags.append(parts[-1])
-    return sentences
-
-
-def some(rows: list[Any], n: int, seed: int = 0) -> list[Any]:
-    shuffled = rows[:]
-    random.Random(seed).shuffle(shuffled)
-    return shuffled[:n]
-
-
-def dataset(name: str, size: int) -> dict[str, Any]:
-    """The task and data section of a run's config for one cell; files under OUT/data."""
-    data = OUT / "data"
-    text = {"task": "text-classification", "max_length": 64}
-    if name == "sst2":
-        train = sample_per_class(read_tsv(DATASETS / "sst2/train.tsv", True), size)
-        dev = some(read_tsv(DATASETS / "sst2/dev.tsv", True), 500)
-        return {**text, "train": write_csv(data / f"sst2_{size}.csv", train),
-                "dev": write_csv(data / "sst2_dev.csv", dev),
-                "test": write_csv(data / "sst2_test.csv", read_tsv(DATASETS / "sst2/test.tsv",
-                                                                  True))}
-    if name == "banking77":
-        with (DATASETS / "banking77/train.csv").open(encoding="utf-8") as handle:
-            rows = [(r["text"], r["category"]) for r in csv.DictReader(handle)]
-        with (DATASETS / "banking77/test.csv").open(encoding="utf-8") as handle:
-            test = [(r["text"], r["category"]) for r in csv.DictReader(handle)]
-        return {**text, "train": write_csv(data / f"banking77_{size}.csv",
-                                           sample_per_class(rows, size)),
-                "test": write_csv(data / "banking77_test.csv", test)}  # dev: 10% of train
-    if name == "agnews":
-        rows = read_tsv(DATASETS / "agnews/dev.tsv", False)  # a sample of AG's training set
-        chosen = sample_per_class(rows, size)
-        taken = set(chosen)
-        rest = [row for row in rows if row not in taken]
-        return {**text, "max_length": 128,
-                "train": write_csv(data / f"agnews_{size}.csv", chosen),
-                "dev": write_csv(data / "agnews_dev.csv", some(rest, 500)),
-                "test": write_csv(data / "agnews_test.csv",
-                                  some(read_tsv(DATASETS / "agnews/test.tsv", False), 2000))}
-    if name == "snips":
-        split = {}
-        for part in ("train", "valid", "test"):
-            words, _, labels = read_seq(DATASETS / "atis_snips/snips" / part)
-            split[part] = list(zip(words, labels, strict=True))
-        return {**text, "train": write_csv(data / f"snips_{size}.csv",
-                                           sample_per_class(split["train"], size)),
-                "dev": write_csv(data / "snips_dev.csv", some(split["valid"], 500)),
-                "test": write_csv(data / "snips_test.csv", split["test"])}
-    ner = {"task": "token-classification", "max_length": 128}
-    if name == "conll2003":
-        conll = DATASETS / "conll2003"
-        return {**ner, "train": write_conll(data / f"conll_{size}.txt",
-                                            some(read_conll(conll / "train.txt"), size)),
-                "dev": write_conll(data / "conll_dev.txt",
-                                   some(read_conll(conll / "valid.txt"), 500)),
-                "test": str(conll / "test.txt")}
-    atis = DATASETS / "atis_snips/atis"
-
-    def slots(part: str) -> list[tuple[list[str], list[str]]]:
-        words, tags, _ = read_seq(atis / part)
-        return [(w.split(), t.split()) for w, t in zip(words, tags, strict=True)]
-    return {**ner, "train": write_conll(data / f"atis_slots_{size}.txt",
-                                        some(slots("train"), size)),
-            "dev": write_conll(data / "atis_slots_dev.txt", slots("valid")),
-            "test": write_conll(data / "atis_slots_test.txt", slots("test"))}
-
-
-def cell_name(data: str, size: int, variant: str) -> str:
-    return f"{data}-{size}__{variant}"
-
-
-def run_cell(data: str, size: int, variant: str) -> None:
+def run_cell(data: str, size: int, variant: str, seed: int = SEED) -> None:
     import tunelab
     from tunelab.config import parse_config
 
-    spec = dataset(data, size)
+    spec = dataset(data, size, seed)
     task, max_length = spec.pop("task"), spec.pop("max_length")
-    name = cell_name(data, size, variant)
-    config = parse_config({"name": name, "output_dir": str(OUT / "runs"), "seed": SEED,
+    name = cell_name(data, size, variant, seed)
+    config = parse_config({"name": name, "output_dir": str(OUT / "runs"), "seed": seed,
                            "task": task, "data": {**spec, "max_length": max_length},
                            "training": VARIANTS[variant]}, source=f"bench:{name}")
     record = tunelab.train(config, overwrite=True).record
     metric = record.metric
-    row = {"dataset": data, "size": size, "variant": variant, "metric": metric,
+    row = {"dataset": data, "size": size, "variant": variant, "seed": seed, "metric": metric,
            "test": record.test[metric], "dev": record.train.best_dev_metric,
            "shipped": record.shipped, "lr": record.lr, "steps": record.train.steps,
            "epochs": record.train.epochs, "seconds": record.train.seconds,
@@ -206,51 +101,87 @@ def test_nll(name: str) -> float | None:
     return statistics.mean(losses) if losses else None
 
 
+def label_count(rows: dict[str, dict[str, Any]], data: str, size: int) -> int | None:
+    """How many labels (tags, for NER) a cell's task has, from any of its runs."""
+    for name, row in rows.items():
+        if (row["dataset"], row["size"]) == (data, size) and row.get("seed", SEED) == SEED:
+            path = OUT / "runs" / row.get("run", name) / "metrics.json"
+            if path.is_file():
+                return len(json.loads(path.read_text())["labels"])
+    return None
+
+
+def default_row(cell: dict[str, dict[str, Any] | None], labels: int | None
+                ) -> tuple[dict[str, Any] | None, str]:
+    """The cell's default run, or the variant with the default's settings for it (†)."""
+    if cell["default"] is not None or labels is None:
+        return cell["default"], ""
+    same = cell["probe-start" if labels >= PROBE_START_MIN_LABELS else "random-head-fast"]
+    return same, "†" if same else ""
+
+
 def report(rows: dict[str, dict[str, Any]]) -> None:
     lines = [f"Conditions: MiniLM-L6 (packaged), seed {SEED}, one seed per cell; sizes are "
              "examples per class (text) or training sentences (NER), a seeded sample; dev "
-             "and test as listed in `bench/defaults.py`; every figure is the test metric "
+             "and test as listed in `bench/defaults_data.py` (ATIS intents and slots: held-out "
+             "examples of labels or slot types absent from the training sample are left out, "
+             "as tunelab refuses them); every figure is the test metric "
              "(accuracy, or entity F1 for NER) of the model the run shipped. The grid best "
              f"is chosen on dev among the default and lr {', '.join(map(str, GRID_LRS))}. "
-             "`default s`: the default run's training seconds (the probe, the steps and the dev "
-             "evaluations); some cells ran while tests shared the two cores, so read them as "
-             "upper bounds. Test NLL: the mean negative log-likelihood of the gold label (text "
-             f"sets; lower is better calibrated). Machine: {machine_line()}.", "",
-             "| dataset | size | train | default | shipped | random head | old defaults | "
-             "grid best (lr) | probe | default vs probe (pt) | gap to grid best (pt) | "
-             "test NLL: default / random head | default s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    beats, gaps = [], []
+             "†: the default's settings for that cell, run as the variant that has them "
+             f"(`probe-start` with {PROBE_START_MIN_LABELS} labels or more, "
+             "`random-head-fast` with fewer). `default s`: the default run's training seconds "
+             "(the probe, the steps and the dev evaluations); some cells ran while tests shared "
+             "the two cores, so read them as upper bounds. Test NLL: the mean negative "
+             "log-likelihood of the gold label (text sets; lower is better calibrated). "
+             f"Machine: {machine_line()}.", "",
+             "| dataset | size | labels | train | default | shipped | probe start | calibrated "
+             "probe | random head | random head, own lr | old defaults | lr find (picked) | "
+             "grid best (lr) | probe | default vs probe (pt) | gap to grid best (pt) | test "
+             "NLL: default / random head | default s |",
+             "|" + "---|" * 18]
+    beats, gaps, found = [], [], []
     for data, size in CELLS:
         cell = {v: rows.get(cell_name(data, size, v)) for v in VARIANTS}
-        default = cell["default"]
+        labels = label_count(rows, data, size)
+        default, mark = default_row(cell, labels)
         if default is None:
             continue
-        grid = [row for v, row in cell.items() if row and (v == "default" or v.startswith("lr-"))]
+        grid = [row for row in (default, *(cell[f"lr-{lr:g}"] for lr in GRID_LRS)) if row]
         best = max(grid, key=lambda r: r["dev"]) if len(grid) == 1 + len(GRID_LRS) else None
         probe = default["probe_test"]
-        beats.append(default["test"] > probe if probe is not None else None)
+        beats.append((default["test"] > probe, default["shipped"] == "probe")
+                     if probe is not None else None)
         gap = (best["test"] - default["test"]) * 100 if best else None
         if gap is not None:
             gaps.append(gap)
+        if cell["lr-find"]:
+            found.append((cell["lr-find"]["test"] - default["test"]) * 100)
 
         def score(row: dict[str, Any] | None) -> str:
             return f"{row['test']:.4f}" if row else "-"
+        probe_default = default if (labels or 0) >= PROBE_START_MIN_LABELS else None
         lines.append(
-            f"| {data} | {size} | {default['train_size']} | {score(default)} | "
-            f"{default['shipped']} | {score(cell['random-head'])} | "
-            f"{score(cell['old-defaults'])} | "
+            f"| {data} | {size} | {labels} | {default['train_size']} | {score(default)}{mark} | "
+            f"{default['shipped']} | {score(cell['probe-start'] or probe_default)} | "
+            f"{score(cell['calibrated-probe'])} | {score(cell['random-head'])} | "
+            f"{score(cell['random-head-fast'])} | {score(cell['old-defaults'])} | "
+            + (f"{cell['lr-find']['test']:.4f} ({cell['lr-find']['lr']:.2g}) | "
+               if cell["lr-find"] else "- | ")
             + (f"{best['test']:.4f} ({best['lr']:g}) | " if best else "- | ")
             + (f"{probe:.4f} | {(default['test'] - probe) * 100:+.2f} | " if probe is not None
                else "- | - | ")
             + (f"{gap:+.2f} | " if gap is not None else "- | ")
             + " / ".join(f"{value:.3f}" if value is not None else "-" for value in (
-                test_nll(cell_name(data, size, v)) for v in ("default", "random-head")))
+                test_nll(row.get("run", cell_name(data, size, row["variant"])))
+                if row else None for row in (default, cell["random-head"])))
             + f" | {default['seconds']:.0f} |")
     counted = [b for b in beats if b is not None]
     values: dict[str, Any] = {}
     if counted:
-        values["defaults_beat_baseline"] = round(sum(counted) / len(counted), 3)
+        values["defaults_beat_baseline"] = round(sum(b for b, _ in counted) / len(counted), 3)
+        values["defaults_beat_or_ship_baseline"] = round(
+            sum(b or shipped for b, shipped in counted) / len(counted), 3)
     if gaps:
         values["defaults_gap_to_best_pts"] = round(statistics.median(gaps), 2)
         values["defaults_worst_gap_pts"] = round(max(gaps), 2)
@@ -258,10 +189,41 @@ def report(rows: dict[str, dict[str, Any]]) -> None:
               f"{len(CELLS) * len(VARIANTS)} (rows missing from the table are still to run). "
               "`shipped: probe` means fine-tuning ended below the frozen-encoder probe on dev "
               "and the run shipped the probe, saying so."]
+    lines += seed_check(rows)
+    if found:
+        values["lr_find_vs_default_median_pts"] = round(statistics.median(found), 2)
+        lines += ["", f"The range test (`training.lr: find`) against the fixed default, test, "
+                  f"over {len(found)} cells: median {statistics.median(found):+.2f} points, "
+                  f"better in {sum(f > 0 for f in found)}, worse in {sum(f < 0 for f in found)}."]
     update_results(values)
     update_section("defaults", "## Defaults on data nobody tuned for "
                    "(`python bench/defaults.py`)\n\n" + "\n".join(lines))
     print("\n".join(lines))
+
+
+def seed_check(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Cells repeated over more seeds (another training sample and initialisation each):
+    the heads' starts compared where one seed left the difference unclear."""
+    repeated = sorted({(r["dataset"], r["size"]) for r in rows.values()
+                       if r.get("seed", SEED) != SEED})
+    starts = ("default", "calibrated-probe", "random-head")
+    if not repeated:
+        return []
+    lines = ["", "Seed check: test metric per seed (seed 42 first), then mean ± standard "
+             "deviation; `-`: not run.", "",
+             "| dataset | size | default (probe start) | calibrated probe start | random head |",
+             "|---|---|---|---|---|"]
+    for data, size in repeated:
+        cells = []
+        for variant in starts:
+            tests = [r["test"] for r in sorted(rows.values(),
+                                               key=lambda r: r.get("seed", SEED) != SEED)
+                     if (r["dataset"], r["size"], r["variant"]) == (data, size, variant)]
+            cells.append(" / ".join(f"{v:.3f}" for v in tests)
+                         + (f" ({statistics.mean(tests):.3f} ± {statistics.stdev(tests):.3f})"
+                            if len(tests) > 1 else "") if tests else "-")
+        lines.append(f"| {data} | {size} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def saved() -> dict[str, dict[str, Any]]:
@@ -272,22 +234,25 @@ def saved() -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", nargs=3, metavar=("DATASET", "SIZE", "VARIANT"))
+    parser.add_argument("--cell", nargs=4, metavar=("DATASET", "SIZE", "VARIANT", "SEED"))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--cells", default="", help="only these, such as sst2-20,agnews-20")
+    parser.add_argument("--seeds", default=str(SEED), help="such as 42,1,2 (seed checks)")
     parser.add_argument("--report", action="store_true",
                         help="only write the table from the cells saved so far")
     args = parser.parse_args()
     if args.cell:
-        run_cell(args.cell[0], int(args.cell[1]), args.cell[2])
+        run_cell(args.cell[0], int(args.cell[1]), args.cell[2], int(args.cell[3]))
         return
-    if not args.report:
-        for data, size in CELLS:  # every variant of a cell before the next cell
-            for variant in args.variants.split(","):
-                if not (OUT / "rows" / f"{cell_name(data, size, variant)}.json").is_file():
-                    print(f"--- {data} {size} {variant}", flush=True)
-                    subprocess.run([sys.executable, __file__, "--cell", data, str(size),
-                                    variant], check=False)
-                    report(saved())
+    chosen = [c for c in CELLS if not args.cells or f"{c[0]}-{c[1]}" in args.cells.split(",")]
+    todo = [(data, size, variant, int(seed)) for data, size in chosen
+            for seed in args.seeds.split(",") for variant in args.variants.split(",")]
+    for data, size, variant, seed in [] if args.report else todo:  # cell by cell
+        if not (OUT / "rows" / f"{cell_name(data, size, variant, seed)}.json").is_file():
+            print(f"--- {data} {size} {variant} seed {seed}", flush=True)
+            subprocess.run([sys.executable, __file__, "--cell", data, str(size), variant,
+                            str(seed)], check=False)
+            report(saved())
     report(saved())
 
 

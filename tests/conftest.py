@@ -88,6 +88,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
+def tiny_sentiment_setup(model_dir: Path, n: int, seed: int) -> tuple[Any, Any, Any, Any]:
+    """(examples in memory, a two-label text task, tokenizer, a new tiny model)."""
+    from transformers import AutoTokenizer
+
+    from tunelab.models import resolve_model
+    from tunelab.tasks.text_classification import TextClassification, TextExamples
+
+    rows = sentiment_rows(n, seed=seed)
+    data = TextExamples("mem", list(range(n)), [t for t, _ in rows], None,
+                        [label for _, label in rows])
+    task = TextClassification(["negative", "positive"], max_length=32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return data, task, tokenizer, task.build_model(resolve_model(str(model_dir)))
+
+
 def sentiment_rows(n: int, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive")
                    ) -> list[tuple[str, str]]:
     rng = random.Random(seed)
@@ -130,10 +145,11 @@ def tiny_config(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict[str,
         "data": {k: str(v) for k, v in sentiment_files.items()} | {"max_length": 32},
         # With a random head (head_init: keep) the tiny model sits on a plateau for ~40
         # steps before it learns the cue words.
-        # These runs test what a method saves and serves, so they keep the fine-tuned model
-        # even where the probe scores higher on the 24 dev examples.
+        # These runs test what a method saves and serves, so they keep the fine-tuned model,
+        # and its plan, even where the probe scores higher on the 24 dev examples.
         "training": {"epochs": 8, "batch_size": 8, "lr": 2e-3, "logging_steps": 4,
-                     "early_stopping": {"patience": 4}, "fallback_to_probe": False},
+                     "early_stopping": {"patience": 4}, "fallback_to_probe": False,
+                     "extend_budget": 0},
         "evaluation": {"probe_max_examples": 50},
     }
 

@@ -90,7 +90,7 @@ def test_bad_data_is_one_line_with_exit_code_2(case: str, tiny_config: dict[str,
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("training.lr=fast", "training.lr: Input should be a valid number"),
+    ("training.lr=fast", "training.lr: must be a learning rate between 0 and 1"),
     ("training.epoch=3", "unknown key 'training.epoch' (did you mean 'epochs'?)"),
     ("method.name=lorra", "unknown method 'lorra' (did you mean 'lora'?)"),
     ("data.max_length=2", "data.max_length: Input should be greater than or equal to 8"),
@@ -217,19 +217,26 @@ def test_a_run_that_loses_to_the_probe_ships_the_probe_says_so_and_needs_force(
         tiny_config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A random head at a learning rate too small to move: fine-tuning stays at chance on
-    dev, below the frozen-encoder probe, so the run ships the probe and says so."""
+    dev, below the frozen-encoder probe. It used its whole plan, so it trains on while dev
+    improves; dev does not, so the run ships the probe and says so."""
     tiny_config |= {"name": "stuck", "training": {
         **tiny_config["training"], "lr": 1e-7, "epochs": 2, "head_init": "keep",
-        "fallback_to_probe": True}}
+        "fallback_to_probe": True, "extend_budget": 1.0, "early_stopping": {"patience": 20}}}
     code, out, err = run_cli(["train", str(write_config(tmp_path, tiny_config))], capsys,
                              monkeypatch)
     assert code == 0
+    assert re.search(r"while dev was still improving: training up to 24 more steps", err), err
+    assert "no better: the model before the extension is kept" in err
     assert "WARNING: fine-tuning ended below the frozen encoder + linear head baseline" in out
     assert "shipped: the probe" in out
     assert "warning: fine-tuning ended below" in err
     run = Path(tiny_config["output_dir"]) / "stuck"
     record = json.loads((run / "metrics.json").read_text())
     assert record["shipped"] == "probe"
+    assert record["train"]["extended_steps"] > 0
+    assert record["train"]["steps"] == 24 + record["train"]["extended_steps"]
+    steps = [entry["step"] for entry in json.loads((run / "log_history.json").read_text())]
+    assert max(steps) == record["train"]["steps"] and steps == sorted(steps)
     assert record["dev_baselines"]["probe"]["accuracy"] > record["train"]["best_dev_metric"]
     assert record["test"] == record["baselines"]["probe"]
     assert json.loads((run / "model/tunelab.json").read_text())["method"] == "head"

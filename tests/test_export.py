@@ -103,3 +103,19 @@ def test_export_cli_errors_are_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "not a tunelab run" in result.stderr
+
+
+def test_export_prints_its_table_and_no_library_warnings(tiny_config: dict[str, Any]) -> None:
+    """Tracing and quantisation warn about things a user cannot act on; the export shows
+    its own check only, and says which int8 weights it kept."""
+    import subprocess
+    import sys
+
+    run = trained(tiny_config)
+    result = subprocess.run([sys.executable, "-m", "tunelab.cli", "export", str(run)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "agreement with PyTorch" in result.stdout and "written to" in result.stdout
+    assert "Warning" not in result.stderr and "WARNING" not in result.stderr, result.stderr
+    report = json.loads((run / "export/onnx/report.json").read_text())
+    assert report["int8_weights"] in ("8-bit", "7-bit (reduce_range: 8-bit failed the check)")

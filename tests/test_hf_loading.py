@@ -80,7 +80,9 @@ def test_an_adapter_names_its_base_by_hub_id_and_holds_no_local_path(tmp_path: P
         "name": "portable", "output_dir": str(tmp_path / "runs"), "model": {"name": "minilm-l6"},
         "data": {"train": str(write_csv(tmp_path / "t.csv", [("good", "a"), ("bad", "b")] * 8)),
                  "max_length": 16},
-        "method": "lora", "training": {"max_steps": 2, "batch_size": 8},
+        # two steps cannot beat the probe: keep the adapter, the artefact under test
+        "method": "lora", "training": {"max_steps": 2, "batch_size": 8,
+                                       "fallback_to_probe": False},
         "evaluation": {"baselines": False}})
     run = tunelab.train(config).run_dir / "model"
     adapter = json.loads((run / "adapter_config.json").read_text())

@@ -7,17 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import sentiment_rows
+from conftest import tiny_sentiment_setup
 from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression
-from transformers import AutoTokenizer
 
 from tunelab.config import parse_config
 from tunelab.evaluation.calibration import fit_temperature
 from tunelab.evaluation.probe import fit_linear_head
-from tunelab.models import resolve_model
 from tunelab.tasks.head_growth import head_inputs
-from tunelab.tasks.text_classification import TextClassification, TextExamples
 from tunelab.training import plan as rules
 from tunelab.training.plan import training_plan
 from tunelab.training.probe_start import fit_probe, install
@@ -53,12 +50,7 @@ def test_the_folded_multi_label_head_gives_each_labels_probability() -> None:
 
 
 def test_fine_tuning_starts_from_a_fitted_probe(tiny_model_dir: Path) -> None:
-    rows = sentiment_rows(80, seed=3)
-    data = TextExamples("mem", list(range(80)), [t for t, _ in rows], None,
-                        [label for _, label in rows])
-    task = TextClassification(["negative", "positive"], max_length=32)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = task.build_model(resolve_model(str(tiny_model_dir)))
+    data, task, tokenizer, model = tiny_sentiment_setup(tiny_model_dir, 80, seed=3)
     assert model.tunelab_new_head  # the checkpoint has no classifier
     probe = fit_probe(model, task, tokenizer, data, max_examples=80, seed=0)
     with head_inputs(model, 2):
@@ -111,3 +103,31 @@ def test_a_run_records_its_temperature_and_a_lower_dev_nll(tiny_config: dict[str
     calibration = record.calibration
     assert calibration["temperature"] > 0
     assert calibration["dev_nll_after"] <= calibration["dev_nll_before"]
+
+
+def test_the_head_starts_from_the_probe_with_many_labels_and_random_with_few() -> None:
+    from types import SimpleNamespace
+
+    from tunelab.training.probe_start import (
+        HEAD_LR,
+        PROBE_START_MIN_LABELS,
+        head_rate,
+        head_start,
+    )
+
+    def config(**training: Any) -> Any:
+        return parse_config({"task": "text-classification", "data": {"train": "unused.csv"},
+                             "training": training}, source="test")
+    few = SimpleNamespace(labels=["a", "b"])
+    many = SimpleNamespace(labels=[f"intent{i}" for i in range(PROBE_START_MIN_LABELS)])
+    new, continued = SimpleNamespace(tunelab_new_head=True), SimpleNamespace(
+        tunelab_new_head=False)
+    assert head_start(config(), many, new) == "probe"
+    assert head_start(config(), few, new) == "random"
+    assert head_start(config(), many, continued) == "kept"  # a trained head keeps its rows
+    assert head_start(config(head_init="probe"), few, new) == "probe"
+    assert head_start(config(head_init="keep"), many, new) == "kept"
+    assert head_rate(config(), "random", 5e-5) == HEAD_LR
+    assert head_rate(config(), "random", 1e-2) == 1e-2  # never slower than the run
+    assert head_rate(config(), "probe", 5e-5) is None
+    assert head_rate(config(head_lr=3e-3), "kept", 5e-5) == 3e-3

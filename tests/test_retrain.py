@@ -32,6 +32,9 @@ def own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def base_run(tiny_config: dict[str, Any]) -> Path:
+    # the head starts from the probe, as these tests' thresholds were set on the tiny
+    # model's 32-wide features with that start (head_init: auto would start it random)
+    tiny_config["training"] |= {"head_init": "probe"}
     return tunelab.train(parse_config(tiny_config)).run_dir
 
 

@@ -248,3 +248,20 @@ def test_a_short_run_logs_its_loss_throughout(tiny_config: dict[str, Any]) -> No
     steps = [entry["step"] for entry in history if "loss" in entry]
     assert result.record.train.steps == 24  # 96 examples, batch 8, 2 epochs
     assert steps == list(range(2, 25, 2))
+
+
+def test_only_a_run_that_used_its_plan_and_lost_to_the_probe_trains_on() -> None:
+    from tunelab.methods.base import Trained, TrainingPlan
+    from tunelab.training.extend import extension_plan, should_extend
+    from tunelab.training.probe_start import Head, Probe
+
+    plan = TrainingPlan(400, 32, 13, 130, 10.0, eval_steps=9)
+    probe = Probe(Head(None, None), Head(None, None), dev=0.80)  # type: ignore[arg-type]
+    below, above = Trained(None, 130, 10.0, 0.70), Trained(None, 130, 10.0, 0.85)
+    assert should_extend(below, plan, probe, budget=1.0)
+    assert not should_extend(above, plan, probe, budget=1.0)
+    assert not should_extend(Trained(None, 90, 7.0, 0.70), plan, probe, 1.0)  # stopped early
+    assert not should_extend(below, plan, probe, budget=0.0)
+    assert not should_extend(below, plan, None, budget=1.0)
+    more = extension_plan(plan, 0.5)
+    assert more.total_steps == 65 and more.eval_steps == 9

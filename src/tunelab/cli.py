@@ -18,7 +18,8 @@ from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, TunelabError
 from tunelab.serving.settings import ServeSettings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# markdown: a docstring's line breaks join into one paragraph in the help
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
                   pretty_exceptions_enable=False)
 
 def _version(value: bool) -> None:

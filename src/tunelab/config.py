@@ -157,7 +157,11 @@ class TrainingConfig(Section):
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     grad_accum: int = Field(default=1, ge=1)
-    lr: float | None = Field(default=None, gt=0.0, lt=1.0)  # None: the method's default
+    # None: the method's default; "find": a learning-rate range test picks it
+    lr: float | Literal["find"] | None = None
+    # the output layer's own learning rate; None: 1e-3 (or lr if larger) for a new head that
+    # starts random under head_init: auto, else lr
+    head_lr: float | None = Field(default=None, gt=0.0, lt=1.0)
     scheduler: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
         "constant_with_warmup", "inverse_sqrt",
@@ -175,11 +179,15 @@ class TrainingConfig(Section):
     # less memory, more time (see bench/RESULTS.md, "Where training memory goes").
     gradient_checkpointing: bool = False
     # "probe": the classifier head starts as a linear probe fitted on the frozen encoder
-    # (LP-FT); "keep": as the model was built (a new head is random; a continued model's
-    # head keeps its rows)
-    head_init: Literal["probe", "keep"] = "probe"
+    # (LP-FT); "calibrated-probe": that probe divided by its temperature on dev; "keep": as
+    # the model was built (a new head is random; a continued model's head keeps its rows);
+    # "auto": probe with many labels, else random at head_lr (training/probe_start.py)
+    head_init: Literal["auto", "probe", "calibrated-probe", "keep"] = "auto"
     # when fine-tuning ends below the frozen-encoder probe on dev, ship the probe (and say so)
     fallback_to_probe: bool = True
+    # a run that used its whole plan and is below the probe on dev trains up to this many
+    # times its plan again, while dev improves (training/extend.py); 0 turns it off
+    extend_budget: float = Field(default=1.0, ge=0.0, le=10.0)
     dataloader_workers: int = Field(default=0, ge=0)
     # None: every 5% of the run's steps, so a short run still logs its loss
     logging_steps: int | None = Field(default=None, ge=1)
@@ -197,6 +205,20 @@ class TrainingConfig(Section):
             number = 0.0
         if not number > 0:
             raise ValueError("must be 'auto' or a positive number of epochs")
+        return number
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _rate_or_find(cls, value: Any) -> Any:
+        if value is None or value == "find":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = 0.0
+        if not 0 < number < 1:
+            raise ValueError("must be a learning rate between 0 and 1 (such as 5e-5), or "
+                             "'find' for a range test")
         return number
 
     @field_validator("eval_every")

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tunelab.console import bars_shown
+
 
 def batched_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor], collator: Any,
                     features: Sequence[dict[str, Any]], batch_size: int = 64,
@@ -20,7 +22,7 @@ def batched_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor], coll
     model_keys = ("input_ids", "attention_mask", "token_type_ids")
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc="predict",
-                          disable=not progress, leave=False):
+                          disable=not (progress and bars_shown()), leave=False):
             chunk = order[start:start + batch_size]
             batch = collator([{k: features[i][k] for k in model_keys if k in features[i]}
                               for i in chunk])

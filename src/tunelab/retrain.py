@@ -125,7 +125,8 @@ def variant_config(config: RunConfig, name: str, start: Path, labels: list[str],
                            format="auto", header=True)
     # the head continues from the source model's, and no probe: retrain's gates are its own
     changed["training"].update(epochs=options.epochs, lr=options.lr or config.training.lr,
-                               head_init="keep", fallback_to_probe=False)
+                               head_init="keep", fallback_to_probe=False,
+                               extend_budget=0)
     changed["evaluation"]["baselines"] = False
     return RunConfig.model_validate(changed)
 

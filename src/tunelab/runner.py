@@ -9,6 +9,7 @@ import math
 import platform
 import resource
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import set_seed
+from transformers import Trainer, set_seed
 
 from tunelab import registry, run_slot
 from tunelab.config import RunConfig
@@ -28,7 +29,7 @@ from tunelab.evaluation.health import training_warnings
 from tunelab.evaluation.plots import plot_curves, save_figure
 from tunelab.evaluation.report import ROW_NAMES, run_report
 from tunelab.hf_artefacts import name_base_by_hub_id, write_label_config
-from tunelab.methods.base import Method, trainable_summary
+from tunelab.methods.base import Method, TrainingPlan, trainable_summary
 from tunelab.model_card import model_card
 from tunelab.models import (
     check_max_length,
@@ -50,9 +51,17 @@ from tunelab.rundir import (
     write_text,
 )
 from tunelab.tasks.base import EvalResult, Task
+from tunelab.training.extend import keep_training
 from tunelab.training.frozen_layers import FrozenLowerLayers
+from tunelab.training.lr_range import RangeTest, plot_range, range_test
 from tunelab.training.plan import training_plan
-from tunelab.training.probe_start import Probe, probe_model, start_from_probe
+from tunelab.training.probe_start import (
+    Probe,
+    head_rate,
+    head_start,
+    probe_model,
+    start_from_probe,
+)
 from tunelab.training.trainer import build_trainer, dev_scores, train_with_trainer
 
 
@@ -102,7 +111,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     tokenizer = load_tokenizer(resolved)
     check_max_length(resolved, config.data.max_length)
     method: Method = registry.methods.get(config.method.name)(config.method.options)
-    lr = config.training.lr or method.default_lr
+    lr = config.training.lr if isinstance(config.training.lr, float) else method.default_lr
 
     metric = config.training.early_stopping.metric or task.default_metric
     if metric not in task.trainer_metrics:
@@ -127,7 +136,9 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
 
     plan = training_plan(config, len(train_set))
     method.check_plan(model, task, plan)
-    probe = start_from_probe(config, task, model, tokenizer, splits, dev_set, metric)
+    start = head_start(config, task, model)
+    head_lr = head_rate(config, start, lr)
+    probe = start_from_probe(config, task, model, tokenizer, splits, dev_set, metric, start)
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
     collator = None
@@ -142,13 +153,28 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     with frozen.top_layers_only() if caching else contextlib.nullcontext():
         model = method.prepare(model, task, plan)
         run_slot.open_work(slot, config.to_yaml())  # only now: bad input has been refused
+        lr_range = None
+        if config.training.lr == "find":
+            lr_range = range_test(config, plan, model, train_set,
+                                  collator or task.collator(tokenizer), tokenizer, lr, metric)
+            lr = lr_range.picked
+            head_lr = head_rate(config, start, lr)
+            _say_range(lr_range, run_dir)
         prepare_seconds = time.perf_counter() - started
         trained = method.fit(model, task, tokenizer, splits.train, splits.dev, plan, run_dir)
         if trained is None:
-            trained = train_with_trainer(build_trainer(
-                config, plan, task, model, tokenizer, train_set, dev_set, run_dir, lr, metric,
-                collator, method.callbacks(model, plan), method.keeps_best_checkpoint),
-                checkpoint)
+            def trainer_for(plan: TrainingPlan, **options: Any) -> Trainer:
+                return build_trainer(config, plan, task, model, tokenizer, train_set, dev_set,
+                                     run_dir, lr, metric, collator,
+                                     method.callbacks(model, plan),
+                                     method.keeps_best_checkpoint, head_lr=head_lr,
+                                     **options)
+            trained = train_with_trainer(trainer_for(plan), checkpoint)
+            if method.keeps_best_checkpoint:
+                trained = keep_training(
+                    trained, plan, probe, config.training.extend_budget, metric,
+                    lambda more: trainer_for(more, checkpoints="checkpoints-extension",
+                                             min_step=0))
     seconds = time.perf_counter() - started
     training_rss = peak_rss_mb()
     model = trained.model
@@ -170,11 +196,13 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
         labels=list(getattr(task, "labels", [])), metric=metric, lr=lr, test=test.metrics,
         per_class_f1=test.per_class_f1, baselines=_baselines(config, task, splits, probe),
         dev_baselines=_dev_baselines(config, task, splits, probe, metric), shipped=shipped,
-        calibration=calibration,
+        calibration=calibration, lr_range_test=(
+            {"picked": lr_range.picked, "steps": len(lr_range.lrs)} if lr_range else None),
         train=TrainStats(
             seconds=round(seconds, 2),
             samples_per_second=round(trained.samples_per_second, 2), steps=trained.steps,
             epochs=trained.epochs, best_dev_metric=dev_metric,
+            extended_steps=trained.extended_steps, head_start=start, head_lr=head_lr,
             trainable_parameters=trainable, total_parameters=total, resumed_from=checkpoint,
             tokenize_seconds=round(tokenize_seconds, 2),
             prepare_seconds=round(prepare_seconds, 2), tokenized_from_cache=train_cached,
@@ -192,6 +220,15 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     _write_run(config, run_dir, slot.final, method, model, tokenizer, task, record, test,
                trained.log_history)
     return RunResult(slot.final, record, (run_dir / "report.txt").read_text(encoding="utf-8"))
+
+
+def _say_range(found: RangeTest, run_dir: Path) -> None:
+    save_figure(run_dir / "lr_range.png", lambda fig: plot_range(fig, found))
+    lowest = found.lrs[found.losses.index(min(found.losses))] if found.lrs else found.picked
+    print(f"learning-rate range test: {len(found.lrs)} steps from {found.lrs[0]:.2g} to "
+          f"{found.lrs[-1]:.2g}; the loss was lowest at {lowest:.2g}, so lr {found.picked:.2g}"
+          " (lr_range.png)" if found.lrs else "learning-rate range test: no loss was logged; "
+          f"lr {found.picked:.2g}, the method's default", file=sys.stderr, flush=True)
 
 
 def _percentile_length(config: RunConfig, task: Task, tokenizer: Any, splits: Splits
@@ -267,8 +304,10 @@ def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, mo
     references = {f"{ROW_NAMES[name]} (dev)": scores[record.metric]
                   for name, scores in record.dev_baselines.items()
                   if isinstance(scores.get(record.metric), float) and name in ROW_NAMES}
-    save_figure(run_dir / "curves.png", lambda fig: plot_curves(fig, log_history,
-                                                                record.metric, references))
+    extended = record.train.extended_steps
+    save_figure(run_dir / "curves.png", lambda fig: plot_curves(
+        fig, log_history, record.metric, references,
+        record.train.steps - extended if extended else None))
     for name, draw in test.figures.items():
         save_figure(run_dir / name, draw)
     write_jsonl(run_dir / "predictions.jsonl", test.predictions)
@@ -280,4 +319,5 @@ def _write_run(config: RunConfig, run_dir: Path, final: Path, method: Method, mo
     card = model_card(record, task, test.report, str(final), run_dir / "model")
     write_text(run_dir / "README.md", card)
     write_text(run_dir / "model" / "README.md", card)  # in place of peft's empty template
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for folder in ("checkpoints", "checkpoints-extension"):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)

@@ -25,9 +25,11 @@ def save_figure(path: Path, draw: Callable[[Any], None]) -> None:
 
 
 def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str,
-                references: dict[str, float] | None = None) -> None:
+                references: dict[str, float] | None = None,
+                extended_after: int | None = None) -> None:
     """Training loss, dev loss and the dev metric against the optimizer step, with
-    `references` (the baselines' scores, named) as dashed lines beside the metric."""
+    `references` (the baselines' scores, named) as dashed lines beside the metric, and
+    where the run trained on past its plan (`extended_after`, training/extend.py)."""
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     dev_loss = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
     dev_metric = [(e["step"], e[f"eval_{metric}"]) for e in log_history if f"eval_{metric}" in e]
@@ -52,6 +54,10 @@ def plot_curves(fig: Any, log_history: list[dict[str, Any]], metric: str,
     for name, value in (references or {}).items():
         color, line = next(styles, ("black", "--"))
         right.axhline(value, color=color, linestyle=line, label=f"{name}: {value:.4f}")
+    if extended_after:
+        for axes in (left, right):
+            axes.axvline(extended_after, color="tab:orange", linestyle=":", linewidth=1,
+                         label="trained on past the plan" if axes is right else None)
     right.set_xlabel("step")
     right.set_ylabel(metric)
     right.set_title(f"Dev {metric}")

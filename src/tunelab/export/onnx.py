@@ -70,7 +70,9 @@ def failures(comparison: Any, options: ExportOptions) -> list[str]:
 def report_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Export report: {report['run']}", "",
              f"Checked on {report['examples']} examples of {report['checked_on']}; "
-             f"metric: {report['metric']}. Default model: `{report['default']}`.", "",
+             f"metric: {report['metric']}. Default model: `{report['default']}`."
+             + (f" int8 weights: {report['int8_weights']}." if report.get("int8_weights")
+                else ""), "",
              "| backend | file MB | agreement with PyTorch | "
              f"{report['metric']} | batch-32 samples/s | 1-text latency p50 ms | "
              "cold start s (new process) |",

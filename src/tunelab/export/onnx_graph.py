@@ -4,6 +4,10 @@ result against PyTorch before anything is written to the run."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +72,34 @@ def fuse(path: Path, config: Any) -> None:
     fused.save_model_to_file(str(path))
 
 
-def quantize(source: Path, target: Path) -> None:
+def quantize(source: Path, target: Path, seven_bit: bool = False) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Shape inference fails on fused graphs without a default tensor type. Per-channel
     # scales: on an SST-2 MiniLM, agreement with PyTorch rose from 96.6% to 98.4%, at the
-    # same accuracy and no loss of speed.
+    # same accuracy and no loss of speed. `seven_bit` (reduce_range): ONNX Runtime's remedy
+    # for CPUs without VNNI, whose 8-bit multiply-add can saturate; on the demo sentiment
+    # run it took agreement from 96.7% to 100%, on its LoRA run from 100% to 98.3%, so it is
+    # the second try, not the first.
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                     reduce_range=seven_bit,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Tracing and quantisation warn about what a user cannot act on (the tracer's constant
+    folding, ORT's advice to pre-process); the export's own check is what counts."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
@@ -90,14 +113,22 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
     target = OnnxExporter.folder(predictor.run_dir)
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
-        export_graph(model, predictor.tokenizer, tmp / FP32, options.opset)
-        fuse(tmp / FP32, model.config)
+        with quiet_export():
+            export_graph(model, predictor.tokenizer, tmp / FP32, options.opset)
+            fuse(tmp / FP32, model.config)
         backends: dict[str, Any] = {"torch fp32": model, "onnx fp32": OnnxModel(tmp / FP32)}
-        if options.quantize:
-            quantize(tmp / FP32, tmp / INT8)
-            backends["onnx int8"] = OnnxModel(tmp / INT8)
-        comparison = compare_backends(predictor.task, predictor.tokenizer, examples, backends)
-        failed = failures(comparison, options)
+        comparison, failed, seven_bit = None, [], False
+        for seven_bit in (False, True) if options.quantize else (False,):
+            if options.quantize:
+                with quiet_export():
+                    quantize(tmp / FP32, tmp / INT8, seven_bit)
+                backends["onnx int8"] = OnnxModel(tmp / INT8)
+            comparison = compare_backends(predictor.task, predictor.tokenizer, examples,
+                                          backends)
+            failed = failures(comparison, options)
+            if not failed:
+                break
+        assert comparison is not None
         if failed:
             raise ExportError(
                 f"{run_dir}: export refused, {'; '.join(failed)} (checked on {len(examples)} "
@@ -115,6 +146,8 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
             "files_mb": {name: file_mb(tmp / name) for name in (FP32, INT8)
                          if (tmp / name).exists()},
             "default": INT8 if options.quantize else FP32,
+            "int8_weights": ("7-bit (reduce_range: 8-bit failed the check)" if seven_bit
+                             else "8-bit") if options.quantize else None,
             **comparison.as_dict(),
         }
         write_json(tmp / "report.json", report)

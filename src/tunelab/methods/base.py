@@ -42,6 +42,7 @@ class Trained:
     best_dev_metric: float = float("nan")
     samples_per_second: float = 0.0
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    extended_steps: int = 0  # steps taken after the plan (training/extend.py)
 
 
 class Method:

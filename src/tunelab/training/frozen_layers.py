@@ -18,6 +18,7 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
+from tunelab.console import bars_shown
 from tunelab.errors import ConfigError
 
 NOT_MODEL_INPUTS = ("length", "cache_index")
@@ -84,7 +85,8 @@ class FrozenLowerLayers:
         was_training = self.base.training
         self.base.eval()
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
+                              disable=not bars_shown()):
                 rows = order[start:start + batch_size]
                 width = max(lengths[i] for i in rows)
                 batch = {name: torch.zeros(len(rows), width, dtype=torch.long) for name in inputs}

@@ -29,6 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from tunelab.config import RunConfig
 from tunelab.methods.base import Trained, TrainingPlan, trainable_summary
 from tunelab.tasks.base import Task
+from tunelab.tasks.head_growth import output_layer
 from tunelab.training.progress import TrainingProgress
 
 
@@ -107,10 +108,13 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
                   tokenizer: PreTrainedTokenizerBase,
                   train_set: Any, dev_set: Any, run_dir: Path, lr: float, metric: str,
                   collator: Any = None, extra_callbacks: list[TrainerCallback] | None = None,
-                  keep_best: bool = True) -> Trainer:
+                  keep_best: bool = True, checkpoints: str = "checkpoints",
+                  min_step: int | None = None, head_lr: float | None = None) -> Trainer:
     """`keep_best`: end on the best dev checkpoint, with early stopping; False trains the
-    whole plan and ends on the last step (for methods whose schedule spans all of it)."""
-    args = training_arguments(config, plan, run_dir / "checkpoints", metric, lr, keep_best)
+    whole plan and ends on the last step (for methods whose schedule spans all of it).
+    `min_step`: no early stopping before it (by default min_epochs, and half the plan).
+    `head_lr`: the output layer's own learning rate (None: the run's)."""
+    args = training_arguments(config, plan, run_dir / checkpoints, metric, lr, keep_best)
     callbacks: list[Any] = [
         TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
         TrainingClock(),
@@ -119,8 +123,9 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
         stopping = config.training.early_stopping
         # not before min_epochs, nor before half the plan: the learning rate decays over the
         # second half, where a run that dipped at the peak recovers
-        min_step = max(math.ceil(stopping.min_epochs * plan.steps_per_epoch),
-                       plan.total_steps // 2)
+        if min_step is None:
+            min_step = max(math.ceil(stopping.min_epochs * plan.steps_per_epoch),
+                           plan.total_steps // 2)
         callbacks.append(EarlyStoppingAfter(stopping.patience, min_step))
     trainable, total = trainable_summary(model)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
@@ -135,7 +140,27 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
         compute_metrics=metric_function(task), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+    if head_lr and head_lr != lr and getattr(task, "labels", None):
+        with_head_lr(trainer, output_layer(model, len(task.labels))[1], head_lr)
     return trainer
+
+
+def with_head_lr(trainer: Trainer, head: torch.nn.Module, head_lr: float) -> None:
+    """Give the head's parameters their own learning rate: a new head starts from nothing
+    and needs larger steps than the pretrained weights under it. The Trainer's optimizer is
+    built as usual (its weight-decay groups kept), then each group is split in two."""
+    optimizer = trainer.create_optimizer()
+    ours = {id(p) for p in head.parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        settings = {key: value for key, value in group.items() if key != "params"}
+        for wanted, lr in ((False, settings["lr"]), (True, head_lr)):
+            params = [p for p in group["params"] if (id(p) in ours) == wanted]
+            if params:
+                groups.append({**settings, "params": params, "lr": lr})
+    optimizer.param_groups = []  # nothing has stepped yet: no state to carry
+    for group in groups:
+        optimizer.add_param_group(group)
 
 
 def metric_function(task: Task) -> Callable[[Any], dict[str, float]]:
