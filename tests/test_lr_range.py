@@ -43,4 +43,4 @@ def test_a_run_with_lr_find_trains_at_the_rate_it_picked(tiny_config: dict[str, 
     assert (result.run_dir / "lr_range.png").stat().st_size > 10_000
     history = json.loads((result.run_dir / "log_history.json").read_text())
     peak = max(entry["learning_rate"] for entry in history if "learning_rate" in entry)
-    assert peak <= record["lr"] * 1.0001
+    assert 0.8 * record["lr"] <= peak <= record["lr"] * 1.0001  # warm-up ends near it

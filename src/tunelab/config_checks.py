@@ -1,0 +1,55 @@
+"""Config checks shared by the run config and every Options model: a pydantic error as one
+line naming the key, and the Hugging Face names users bring for tunelab's keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from tunelab.errors import ConfigError
+
+
+def validate_options(model: type[BaseModel], values: dict[str, Any],
+                     where: Callable[[str], str] = lambda name: name) -> Any:
+    """`model(**values)`, or a one-line ConfigError naming the field (as `where` spells it)
+    and what is wrong with it."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise validation_problem(error, where) from None
+
+
+def validation_problem(error: ValidationError, where: Callable[[str], str] = lambda n: n
+                       ) -> ConfigKeyError:
+    """Pydantic's first error as one line naming the key."""
+    first = error.errors()[0]
+    key = where(".".join(str(part) for part in first["loc"]
+                         if not str(part).startswith("function-")))
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return ConfigKeyError(key, f"{key}: {first['msg'].removeprefix('Value error, ')}{shown}")
+
+
+class ConfigKeyError(ConfigError):
+    """A problem with one config key, kept apart from where the key came from (the file,
+    or a `--set` flag), which the caller adds."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key, self.problem = key, problem
+
+
+# Hugging Face (TrainingArguments, peft, datasets) names that users bring, and tunelab's
+HF_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size":
+    "batch_size", "train_batch_size": "batch_size", "per_device_eval_batch_size":
+    "eval_batch_size", "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type":
+    "scheduler", "warmup_steps": "warmup_ratio", "eval_steps": "eval_every", "eval_strategy":
+    "eval_every", "logging_strategy": "logging_steps", "lora_alpha": "alpha", "lora_dropout":
+    "dropout", "model_name_or_path": "name", "max_seq_length": "max_length", "seed_value":
+    "seed", "train_file": "train", "validation_file": "dev", "validation": "dev",
+    "test_file": "test", "text_field": "text_column", "label_field": "label_column",
+    "activation_checkpointing": "gradient_checkpointing",
+}
