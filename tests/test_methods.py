@@ -71,6 +71,39 @@ def test_each_method_trains_a_tagger_that_reloads_the_same(
     reloaded_agree(run)
 
 
+@pytest.mark.parametrize("restored", [True, False])
+def test_p_tuning_keeps_the_virtual_tokens_of_its_best_checkpoint(
+        tiny_model_dir: Path, tmp_path: Path, restored: bool) -> None:
+    """peft saves P-tuning's virtual tokens as its encoder's output, and restoring a
+    checkpoint writes them into the encoder's input, which would transform them a second
+    time (peft#2256). When training ends the run keeps the tokens it had at its best."""
+    import torch
+    from peft import PromptEncoderConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, TrainerState
+    from transformers import TrainingArguments as Arguments
+
+    from tunelab.methods.prompt_learning import FoldPromptEncoder
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    model = get_peft_model(base, PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=4,
+                                                     encoder_hidden_size=16))
+    with torch.no_grad():  # as if trained
+        for parameter in model.prompt_encoder.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    best = model.get_prompt(1).clone()
+    state = TrainerState()
+    if restored:  # what the Trainer does with load_best_model_at_end
+        model.save_pretrained(tmp_path / "checkpoint")
+        model.load_adapter(str(tmp_path / "checkpoint"), adapter_name="default",
+                           is_trainable=True)
+        assert not torch.allclose(model.get_prompt(1), best, atol=1e-4), "peft fixed it?"
+        state.best_model_checkpoint = str(tmp_path / "checkpoint")
+    args = Arguments(output_dir=str(tmp_path), load_best_model_at_end=restored,
+                     eval_strategy="steps" if restored else "no", save_strategy="steps")
+    FoldPromptEncoder(model).on_train_end(args, state, None)
+    assert torch.allclose(model.get_prompt(1), best, atol=1e-5)
+
+
 def test_adalora_shrinks_its_ranks_by_the_plan_and_saves_the_final_budget(
         tiny_config: dict[str, Any]) -> None:
     run = run_with(tiny_config, {"name": "adalora", "init_r": 8, "target_r": 2, "tinit": 4,

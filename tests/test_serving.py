@@ -425,3 +425,19 @@ def test_workers_read_the_settings_the_command_was_given(served_run: Path) -> No
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_a_zero_shot_service_takes_labels_per_request(tmp_path: Path, api_key: str) -> None:
+    from test_few_labels import zero_shot_config
+
+    from tunelab.config import parse_config
+
+    run = tunelab.train(parse_config(zero_shot_config(tmp_path))).run_dir
+    with client(run, backend="torch") as http:
+        body = {"texts": ["it will rain all weekend"], "labels": ["weather", "sports"]}
+        response = http.post("/v1/predict", json=body, headers=auth(api_key))
+        assert response.status_code == 200
+        assert response.json()["predictions"][0]["label"] == "weather"
+        body["labels"] = ["weather", "weather"]
+        response = http.post("/v1/predict", json=body, headers=auth(api_key))
+        assert response.status_code == 422 and "listed twice" in response.text

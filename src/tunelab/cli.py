@@ -209,6 +209,8 @@ def predict(
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="A request option of the run's task: --option KEY=VALUE (YAML "
         "value; repeatable)")] = None,
+    labels: Annotated[str | None, typer.Option(
+        help="Zero-shot runs: classify into these comma-separated labels instead")] = None,
 ) -> None:
     """Predict labels and per-class probabilities for texts or a file."""
     from tunelab.rundir import write_jsonl
@@ -230,7 +232,10 @@ def predict(
     warn_if_unreadable(model.tokenizer, [i if isinstance(i, str) else " ".join(i)
                                          for i in inputs], "the input",
                        str(model.meta.get("base_model")))
-    request = model.request(_request_options(option or []))
+    options = _request_options(option or [])
+    if labels is not None:
+        options["labels"] = [label.strip() for label in labels.split(",") if label.strip()]
+    request = model.request(options)
     predictions = model.predict(inputs, batch_size, **request.model_dump())
     rows = [{("pair" if isinstance(item, list) else "text"): item, **pred}
             for item, pred in zip(inputs, predictions, strict=True)]
@@ -240,6 +245,44 @@ def predict(
     else:
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def suggest(
+    run: Annotated[Path, typer.Argument(help="Run directory of a text classifier")],
+    pool: Annotated[Path, typer.Option(help="Unlabelled texts: .txt (a text per line), "
+                                       ".csv, .tsv or .jsonl")],
+    n: Annotated[int, typer.Option(min=1, help="How many texts to suggest")] = 50,
+    output: Annotated[Path | None, typer.Option(
+        help="Write them as a CSV to label: text, an empty label column, the model's guess "
+        "and its margin")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column of --pool with the text")] = None,
+) -> None:
+    """List the texts the model is least sure about, spread out by embedding, to label next
+    (smallest margin between the two likeliest labels; farthest-first among them)."""
+    from rich.table import Table
+
+    from tunelab.active_learning import suggest as pick
+    from tunelab.rundir import write_csv
+
+    texts = _read_inputs(pool, text_column, None, run)
+    quiet_libraries()
+    picked = pick(run, texts, n)
+    if output is not None:
+        from tunelab.predictor import run_columns
+
+        columns = run_columns(run)
+        write_csv(output, [columns["text_column"], columns["label_column"], "suggested",
+                             "margin"],
+                    [[row["text"], "", row["suggested"], row["margin"]] for row in picked])
+        out.print(f"wrote {len(picked)} texts to label to {output}: fill in the "
+                  f"'{columns['label_column']}' column and add the rows to the training data")
+        return
+    table = Table("#", "margin", "model's guess", "text", title=f"{len(picked)} texts to "
+                  f"label next, of {len(texts)}")
+    for rank, row in enumerate(picked, 1):
+        table.add_row(str(rank), f"{row['margin']:.3f}", row["suggested"], row["text"])
+    out.print(table)
 
 
 def _request_options(assignments: list[str]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class TaskConfig(Choice):
 
 
 class DataConfig(Section):
-    train: Path
+    train: Path | None = None  # only a method that learns nothing (zero-shot) goes without
     dev: Path | None = None
     test: Path | None = None
     format: str = "auto"
@@ -110,6 +110,8 @@ class DataConfig(Section):
     # Truncate at this percentile of the training texts' token lengths (if below max_length).
     length_percentile: float | None = Field(default=None, gt=50.0, le=100.0)
     cache_tokenized: bool = True  # reuse tokenised data across runs (~/.cache/tunelab)
+    # train on a seeded sample of this many examples a label (few-shot experiments)
+    examples_per_class: int | None = Field(default=None, ge=1)
 
     @field_validator("format")
     @classmethod
@@ -252,6 +254,27 @@ class RunConfig(Section):
     @classmethod
     def _task_shorthand(cls, value: Any) -> Any:
         return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _training_data(self) -> RunConfig:
+        if self.data.train is not None:
+            return self
+        method = self.method.name
+        if getattr(registry.methods.get(method), "needs_training_data", True):
+            raise ValueError(f"data.train: missing; method {method} learns from labelled "
+                             "examples, so give it a training file (only method: zero-shot "
+                             "runs without one)")
+        if self.data.dev is None and self.data.test is None:
+            raise ValueError("data.test: missing; a run without training data needs a "
+                             "labelled file to be scored on: set data.test (or data.dev)")
+        if not self.task.option_values().get("labels"):
+            raise ValueError(f"task.labels: missing; method {method} without training data "
+                             "takes its label names from the config: set task.labels: "
+                             "[label_a, label_b, ...]")
+        if self.data.examples_per_class is not None:
+            raise ValueError("data.examples_per_class: there is no training file to sample "
+                             "from; set data.train or remove examples_per_class")
+        return self
 
     @property
     def run_dir(self) -> Path:

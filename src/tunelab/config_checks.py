@@ -29,7 +29,11 @@ def validation_problem(error: ValidationError, where: Callable[[str], str] = lam
                          if not str(part).startswith("function-")))
     got = first.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return ConfigKeyError(key, f"{key}: {first['msg'].removeprefix('Value error, ')}{shown}")
+    problem = first["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections names its key itself ("data.train: ...")
+        key = problem.partition(":")[0]
+        return ConfigKeyError(key, problem)
+    return ConfigKeyError(key, f"{key}: {problem}{shown}")
 
 
 class ConfigKeyError(ConfigError):

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunelab.methods.embedding_classifier import SETTINGS as EMBEDDING_SETTINGS
+from tunelab.methods.embedding_classifier import loading_guide as embedding_guide
 from tunelab.models import hub_id
 
 
@@ -36,6 +38,8 @@ def loading_guide(task: Any, model_path: str, folder: Path) -> str:
     """The model card's "Load it without tunelab" section, as code that runs: a plain
     transformers folder, a peft adapter on the base model, or neither (tunelab's own
     layers, such as bottleneck adapters)."""
+    if (folder / EMBEDDING_SETTINGS).is_file():
+        return embedding_guide(model_path)
     adapter = (folder / "adapter_config.json").is_file()
     plain = (folder / "model.safetensors").is_file()
     pipeline_task = task.pipeline_tag

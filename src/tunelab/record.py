@@ -22,7 +22,8 @@ class TrainStats(BaseModel):
     epochs: float = 0.0
     best_dev_metric: Number = float("nan")
     extended_steps: int = 0  # steps after the plan, fine-tuning being below the probe
-    head_start: str = ""  # probe, calibrated-probe, random or kept (training/probe_start.py)
+    head_start: str = ""  # probe, calibrated-probe, random, kept (training/probe_start.py)
+    # or own (a method that builds its own output layer: zero-shot, few-shot)
     head_lr: float | None = None  # the output layer's own learning rate, if it had one
     trainable_parameters: int = 0
     total_parameters: int = 0
@@ -57,6 +58,8 @@ class RunRecord(BaseModel):
     shipped: str = "fine-tuned"
     # temperature scaling fitted on dev (evaluation/calibration.py): temperature, dev NLL
     calibration: dict[str, float] = Field(default_factory=dict)
+    # the out-of-scope threshold fitted on dev, and its dev recall and precision
+    out_of_scope: dict[str, Any] | None = None
     # with training.lr: find, what the range test picked (training/lr_range.py)
     lr_range_test: dict[str, float] | None = None
     # signs that training did not work (evaluation/health.py); promotion needs --force

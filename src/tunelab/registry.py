@@ -76,6 +76,9 @@ methods = Registry(
         "prompt": "tunelab.methods.prompt_learning:PromptTuning",
         "p-tuning": "tunelab.methods.prompt_learning:PTuning",
         "adapter": "tunelab.methods.adapters:BottleneckAdapters",
+        "zero-shot": "tunelab.methods.zero_shot:ZeroShot",
+        "few-shot": "tunelab.methods.few_shot:FewShot",
+        "prompt-lm": "tunelab.methods.prompt_lm:PromptLM",
     },
 )
 

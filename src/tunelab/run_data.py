@@ -17,6 +17,7 @@ from tunelab.config import RunConfig
 from tunelab.data.examples import Examples
 from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.data.splits import rare_labels, split_indices
+from tunelab.errors import DataError
 from tunelab.tasks.base import Task
 
 
@@ -39,6 +40,8 @@ def load_splits(config: RunConfig, given: dict[str, Examples] | None = None
     splits already in memory (by name: train, dev, test), used instead of the files."""
     data, given = config.data, given or {}
     task_cls = registry.tasks.get(config.task.type)
+    if data.train is None and "train" not in given:
+        return _without_training_data(config, task_cls)
     train = given["train"] if "train" in given else read_examples(task_cls, data.train, config)
     task = task_cls.from_config(config, train)
     sources = {"train": train.source if "train" in given else str(data.train)}
@@ -67,4 +70,54 @@ def load_splits(config: RunConfig, given: dict[str, Examples] | None = None
             "%s: %d label(s) have too few examples to hold any out: %s. They are trained on "
             "but not evaluated; add examples to evaluate them", data.train, len(unevaluated),
             ", ".join(unevaluated))
+    task.check_splits(train, held["dev"], held["test"])
+    if data.examples_per_class is not None:
+        train = per_class_sample(task, train, data.examples_per_class, config.seed,
+                                 sources["train"])
+        sources["train"] += f" ({data.examples_per_class} a label, seed {config.seed})"
     return task, Splits(train, held["dev"], held["test"], sources)
+
+
+def per_class_sample(task: Task, train: Any, n: int, seed: int, source: str) -> Any:
+    """A seeded sample of `n` training examples of each label (data.examples_per_class),
+    drawn after dev and test are held out."""
+    import numpy as np
+
+    strata = task.strata(train)
+    if strata is None:
+        raise DataError(f"data.examples_per_class: samples single-label text classification "
+                        f"examples by label; {task.name} has no one label per example; "
+                        "remove examples_per_class")
+    by_label: dict[Any, list[int]] = {}
+    for i, label in enumerate(strata):
+        by_label.setdefault(label, []).append(i)
+    label, smallest = min(by_label.items(), key=lambda item: len(item[1]))
+    if len(smallest) < n:
+        raise DataError(f"data.examples_per_class: {n} is more than the {len(smallest)} "
+                        f"training examples of label '{label}' in {source} (after dev and "
+                        f"test are held out); set it to at most {len(smallest)}")
+    rng = np.random.default_rng(seed)
+    keep = sorted(i for indices in by_label.values()
+                  for i in rng.choice(indices, n, replace=False).tolist())
+    return train.subset(keep)
+
+
+def _without_training_data(config: RunConfig, task_cls: type[Task]) -> tuple[Task, Splits]:
+    """A method that learns nothing (zero-shot): labels from the config, scored on the
+    labelled test (or dev) file. With one file, dev is the test file: nothing is chosen on
+    it, and the run fits no calibration there."""
+    data = config.data
+    files = {role: path for role, path in (("test", data.test), ("dev", data.dev)) if path}
+    held = {role: read_examples(task_cls, path, config) for role, path in files.items()}
+    first = next(iter(held.values()))
+    task = task_cls.from_config(config, first.subset([]))
+    sources = {"train": "none: the method learns from no examples"}
+    for role, examples in held.items():
+        task.check_examples(examples, "task.labels")
+        sources[role] = str(files[role])
+    for role, other in (("test", "dev"), ("dev", "test")):
+        if role not in held:
+            held[role] = held[other]
+            sources[role] = f"{files[other]} (no {role} file given: the {other} file)"
+    task.check_splits(first.subset([]), held["dev"], held["test"])
+    return task, Splits(first.subset([]), held["dev"], held["test"], sources)

@@ -136,9 +136,11 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
 
     plan = training_plan(config, len(train_set))
     method.check_plan(model, task, plan)
-    start = head_start(config, task, model)
+    learns = len(splits.train) > 0  # zero-shot without training data learns from nothing
+    start = head_start(config, task, model) if method.uses_task_head else "own"
     head_lr = head_rate(config, start, lr)
-    probe = start_from_probe(config, task, model, tokenizer, splits, dev_set, metric, start)
+    probe = (start_from_probe(config, task, model, tokenizer, splits, dev_set, metric, start)
+             if learns else None)
     frozen = (FrozenLowerLayers(model, config.training.freeze_layers)
               if config.training.freeze_layers else None)
     collator = None
@@ -162,6 +164,9 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
             _say_range(lr_range, run_dir)
         prepare_seconds = time.perf_counter() - started
         trained = method.fit(model, task, tokenizer, splits.train, splits.dev, plan, run_dir)
+        if trained is not None and trained.tokenizer is not None:
+            tokenizer = trained.tokenizer
+            dev_set, _ = cached_encode(task, splits.dev, tokenizer, config.data.cache_tokenized)
         if trained is None:
             def trainer_for(plan: TrainingPlan, **options: Any) -> Trainer:
                 return build_trainer(config, plan, task, model, tokenizer, train_set, dev_set,
@@ -188,15 +193,18 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
                                   registry.methods.get("head")(), "probe")
     # a shipped probe is a logistic regression, calibrated as fitted
     calibration = (calibrate(model, task, tokenizer, splits.dev)
-                   if config.evaluation.calibrate and shipped == "fine-tuned" else {})
-    test = (probe.test if shipped == "probe" and probe is not None and probe.test else
+                   if config.evaluation.calibrate and shipped == "fine-tuned"
+                   and splits.dev is not splits.test else {})
+    decision = task.fit_decision(model, tokenizer, splits.dev)
+    test = (probe.test if shipped == "probe" and probe is not None and probe.test and
+            not decision else
             task.evaluate(splits.test, task.logits_for_examples(model, tokenizer, splits.test)))
     record = RunRecord(
         name=config.name, task=task.name, model=config.model.name, method=config.method.name,
         labels=list(getattr(task, "labels", [])), metric=metric, lr=lr, test=test.metrics,
         per_class_f1=test.per_class_f1, baselines=_baselines(config, task, splits, probe),
         dev_baselines=_dev_baselines(config, task, splits, probe, metric), shipped=shipped,
-        calibration=calibration, lr_range_test=(
+        calibration=calibration, out_of_scope=decision or None, lr_range_test=(
             {"picked": lr_range.picked, "steps": len(lr_range.lrs)} if lr_range else None),
         train=TrainStats(
             seconds=round(seconds, 2),
@@ -257,7 +265,7 @@ def _record(run_dir: Path, record: RunRecord) -> None:
 def _baselines(config: RunConfig, task: Task, splits: Splits, probe: Probe | None
                ) -> dict[str, dict[str, float | int]]:
     """Test scores of the majority class and of the frozen-encoder probe."""
-    if not config.evaluation.baselines:
+    if not config.evaluation.baselines or not len(splits.train):
         return {}
     scores: dict[str, dict[str, float | int]] = dict(task.baselines(splits.train, splits.test))
     if probe is not None and probe.test is not None:
@@ -269,7 +277,7 @@ def _dev_baselines(config: RunConfig, task: Task, splits: Splits, probe: Probe |
                    metric: str) -> dict[str, dict[str, float | int]]:
     """The same on dev, where the run's own choices are made (evaluation/health.py)."""
     scores: dict[str, dict[str, float | int]] = {}
-    if config.evaluation.baselines:
+    if config.evaluation.baselines and len(splits.train):
         scores.update(task.baselines(splits.train, splits.dev))
     if probe is not None:
         scores["probe"] = {metric: probe.dev}

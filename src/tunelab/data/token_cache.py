@@ -56,6 +56,8 @@ def cache_key(task: Task, examples: Any, tokenizer: PreTrainedTokenizerBase) -> 
 def cached_encode(task: Task, examples: Any, tokenizer: PreTrainedTokenizerBase,
                   enabled: bool = True) -> tuple[Dataset, bool]:
     """(the encoded dataset, whether it came from the cache)."""
+    if not len(examples):  # no training data (zero-shot): tokenizers refuse an empty batch
+        return Dataset.from_dict({"input_ids": [], "attention_mask": []}), False
     if not enabled:
         return task.encode(examples, tokenizer), False
     path = cache_root() / cache_key(task, examples, tokenizer)

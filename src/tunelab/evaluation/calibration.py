@@ -19,6 +19,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from torch import nn
 
+from tunelab.errors import ModelError
 from tunelab.tasks.head_growth import output_layer
 
 LOG_T_RANGE = (math.log(0.05), math.log(50.0))
@@ -39,10 +40,13 @@ def calibrate(model: nn.Module, task: Any, tokenizer: Any, dev: Any) -> dict[str
     """Fit T on dev and fold it into the model's output layer; returns what was done."""
     if getattr(task, "multi_label", False) or not hasattr(task, "probe_data") or not len(dev):
         return {}
+    try:
+        _, layer = output_layer(model, len(task.labels))
+    except ModelError:  # no output layer to scale (a prompted language model)
+        return {}
     logits, targets = task.probe_data(task.logits_for_examples(model, tokenizer, dev), dev)
     logits = np.asarray(logits, dtype=np.float64)
     temperature = fit_temperature(logits, targets)
-    _, layer = output_layer(model, len(task.labels))
     with torch.no_grad():
         layer.weight /= temperature
         if layer.bias is not None:

@@ -15,13 +15,15 @@ ROW_NAMES = {
 }
 
 
-def comparison_table(rows: dict[str, dict[str, float | int]], headline: Sequence[str]) -> str:
+def comparison_table(rows: dict[str, dict[str, float | int]], headline: Sequence[str],
+                     model_name: str = ROW_NAMES["model"]) -> str:
     """One line per model (baselines first), then the gain of the model over each baseline."""
     width = max(len(f"gain over {name}") for name in ROW_NAMES.values()) + 2
     columns = [(metric, max(13, len(metric) + 2)) for metric in headline]
     lines = ["".ljust(width) + "".join(f"{m:>{c}}" for m, c in columns)]
     for key, metrics in rows.items():
-        lines.append(ROW_NAMES.get(key, key).ljust(width) + "".join(
+        name = model_name if key == "model" else ROW_NAMES.get(key, key)
+        lines.append(name.ljust(width) + "".join(
             f"{metrics.get(m, float('nan')):>{c}.4f}" for m, c in columns))
     model = rows.get("model")
     for key in ("majority", "probe"):
@@ -46,12 +48,25 @@ def run_report(record: RunRecord, per_class: str, headline: Sequence[str],
         *(f"WARNING: {warning}" for warning in record.warnings),
         "",
         "Test scores (points = percentage points)",
-        comparison_table(record.rows(), headline),
+        comparison_table(record.rows(), headline, ROW_NAMES["model"] if train.steps
+                         else f"{record.method} (no training)"),
+        *out_of_scope_lines(record),
         "",
         f"{report_kind} (test)",
         per_class.rstrip(),
         "",
     ])
+
+
+def out_of_scope_lines(record: RunRecord) -> list[str]:
+    fitted, test = record.out_of_scope, record.test
+    if not fitted:
+        return []
+    return ["", f"out of scope: {fitted['score']} below {fitted['threshold']:.4g} (fitted on "
+            f"dev: recall {fitted['dev_oos_recall']:.4f}, precision "
+            f"{fitted['dev_oos_precision']:.4f}); test: in-scope accuracy "
+            f"{test['in_scope_accuracy']:.4f}, out-of-scope recall {test['oos_recall']:.4f}, "
+            f"precision {test['oos_precision']:.4f} (out_of_scope.png)"]
 
 
 def eval_report(model_name: str, data: str, metrics: dict[str, float | int], per_class: str,

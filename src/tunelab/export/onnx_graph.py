@@ -39,7 +39,8 @@ def plain_model(model: Any, method_name: str, run_dir: Path) -> torch.nn.Module:
     if plain is None:
         raise ExportError(f"{run_dir}: method '{method_name}' has no plain model to export "
                           "(prefix, prompt and P-tuning add virtual tokens outside the "
-                          "graph), so this run has no ONNX export; it is served with the "
+                          "graph; prompt-lm scores each label with a language model), so "
+                          "this run has no ONNX export; it is served with the "
                           "torch backend (`tunelab serve RUN`, `tunelab predict RUN` use it "
                           "already)")
     plain.set_attn_implementation("eager")

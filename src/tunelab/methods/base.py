@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedModel, TrainerCallback
 
+from tunelab.errors import ConfigError
+
 if TYPE_CHECKING:
     from tunelab.tasks.base import Task
 
@@ -43,6 +45,7 @@ class Trained:
     samples_per_second: float = 0.0
     log_history: list[dict[str, Any]] = field(default_factory=list)
     extended_steps: int = 0  # steps taken after the plan (training/extend.py)
+    tokenizer: Any = None  # a method whose model reads other tokens (a prompted LM) says so
 
 
 class Method:
@@ -56,6 +59,11 @@ class Method:
     # False: train the whole plan and keep the last step, with no early stopping (for a
     # method whose schedule spans the plan, such as AdaLoRA's rank budget)
     keeps_best_checkpoint: ClassVar[bool] = True
+    # False: the method learns nothing from examples (zero-shot), so data.train is optional
+    needs_training_data: ClassVar[bool] = True
+    # False: the method builds its own output layer (zero-/few-shot), so the task model's
+    # new head gets no start from the probe; the probe is still fitted as the baseline
+    uses_task_head: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel | None = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -96,6 +104,16 @@ class Method:
         """The trained model as one plain torch module for export (merged into the base
         weights where the method merges), or None where it cannot be exported."""
         return model
+
+
+def single_label_text(task: Task, method: str) -> None:
+    """A ConfigError unless the run classifies texts into one label each (the methods that
+    match texts to labels: zero-shot, few-shot, prompt-lm)."""
+    multi = getattr(task, "multi_label", False)
+    if task.name != "text-classification" or multi:
+        raise ConfigError(f"method: {method} classifies single-label text; this run is "
+                          f"{task.name}{' (multi-label)' if multi else ''}; use method: full "
+                          "or lora")
 
 
 def in_head(name: str, head: list[str]) -> bool:

@@ -123,6 +123,15 @@ class Task(metaclass=_BuiltOnce):
         """Raise DataError for held-out examples this task cannot score (say, a label the
         training data does not have)."""
 
+    def check_splits(self, train: Any, dev: Any, test: Any) -> None:
+        """Raise DataError when the splits together cannot serve the task (an out-of-scope
+        threshold with no out-of-scope examples in dev to fit it on)."""
+
+    def fit_decision(self, model: Any, tokenizer: Any, dev: Any) -> dict[str, Any]:
+        """After training: fit what turns logits into decisions on dev (an out-of-scope
+        threshold), kept in the task's options and so in the saved model; says what."""
+        return {}
+
     def strata(self, examples: Any) -> Sequence[Hashable] | None:
         """Keys for a stratified split, or None where the task cannot stratify."""
         return None

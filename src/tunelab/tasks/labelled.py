@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from transformers import PreTrainedModel
 
 from tunelab.errors import DataError
@@ -27,6 +27,21 @@ class LabelledOptions(BaseModel):
     # A fixed label order (default: the training labels, sorted). Continuing a trained model
     # keeps its order and appends new labels, so its head rows stay where they were.
     labels: list[str] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _each_once(cls, labels: list[str] | None) -> list[str] | None:
+        return unique_labels(labels) if labels is not None else None
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """The labels, or a ValueError naming the first one listed twice."""
+    seen: set[str] = set()
+    for label in labels:
+        if label in seen:
+            raise ValueError(f"'{label}' is listed twice; give each label once")
+        seen.add(label)
+    return labels
 
 
 class LabelledTask(Task):

@@ -3,62 +3,72 @@ on one text or a text pair."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import torch
 from datasets import Dataset
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
 )
 
-from tunelab.data.examples import Examples
 from tunelab.data.readers import Table
-from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
 from tunelab.inference import batched_outputs, on_device
 from tunelab.tasks.base import EvalResult
-from tunelab.tasks.labelled import LabelledOptions, LabelledTask
+from tunelab.tasks.labelled import LabelledOptions, LabelledTask, unique_labels
+from tunelab.tasks.out_of_scope import (
+    OOS_ID,
+    OutOfScopeOptions,
+    fit_threshold,
+    in_scope_scores,
+    oos_metrics,
+    plot_tradeoff,
+)
+from tunelab.tasks.text_examples import TextExamples, natural_key, read_text_examples
 
 if TYPE_CHECKING:
     from tunelab.config import RunConfig
 
 
-@dataclass
-class TextExamples(Examples):
-    texts: list[str]
-    pairs: list[str] | None
-    labels: list[Any]  # a label per example, or a list of labels when multi-label
-
-    def inputs(self) -> list[Any]:
-        if self.pairs is None:
-            return list(self.texts)
-        return [[a, b] for a, b in zip(self.texts, self.pairs, strict=True)]
-
-    def plain_texts(self) -> list[str]:
-        return list(self.texts)
-
-    def to_rows(self, data: Any) -> tuple[list[str], list[list[Any]]]:
-        columns = [data.text_column, *([data.text_pair_column] if self.pairs is not None
-                                       else []), data.label_column]
-        joined = [data.label_separator.join(lab) if isinstance(lab, list) else lab
-                  for lab in self.labels]
-        rows = zip(self.texts, *([self.pairs] if self.pairs is not None else []), joined,
-                   strict=True)
-        return [str(c) for c in columns], [list(row) for row in rows]
-
-
 class TextClassificationOptions(LabelledOptions):
     multi_label: bool = False
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # a threshold on the in-scope score, fitted on dev (tasks/out_of_scope.py)
+    out_of_scope: OutOfScopeOptions | None = None
+
+    @model_validator(mode="after")
+    def _single_label_oos(self) -> TextClassificationOptions:
+        if self.out_of_scope is not None and self.multi_label:
+            raise ValueError("out_of_scope is for single-label classification; a multi-label "
+                             "text with no label above the threshold is already out of scope")
+        return self
+
+
+class TextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                  max_length=200)]] | None = Field(
+        default=None, min_length=2, max_length=500, description="Zero-shot runs (torch "
+        "backend): classify into these labels instead of the run's own")
+
+    @field_validator("labels")
+    @classmethod
+    def _each_once(cls, labels: list[str] | None) -> list[str] | None:
+        return unique_labels(labels) if labels is not None else None
 
 
 class TextPrediction(BaseModel):
@@ -69,37 +79,6 @@ class TextPrediction(BaseModel):
     probabilities: dict[str, float]
 
 
-def _natural_key(label: str) -> tuple[int, float | str]:
-    """Numeric labels sort as numbers (2 before 10), others alphabetically."""
-    return (0, float(label)) if re.fullmatch(r"-?\d+(\.\d+)?", label) else (1, label)
-
-
-def _column(table: Table, name: str, field: str) -> str:
-    if name not in table.columns:
-        hint = did_you_mean(name, table.columns) or _looks_like(table, field)
-        raise DataError(
-            f"{table.path}: no column '{name}' (data.{field}){hint}; "
-            f"the file has columns: {', '.join(table.columns)}"
-        )
-    return name
-
-
-def _looks_like(table: Table, field: str) -> str:
-    """The column that looks like what `field` names: for text, the one with the longest
-    values with spaces in them; for labels, the one with the fewest distinct values."""
-    sample = table.rows[:200]
-    values = {column: [str(row.get(column) or "") for row in sample] for column in table.columns}
-    if field == "label_column":
-        score = {c: -len(set(v)) for c, v in values.items() if v and len(set(v)) < len(v)}
-    else:
-        score = {c: sum(map(len, v)) / len(v) for c, v in values.items()
-                 if v and sum(" " in x for x in v) > len(v) / 2}
-    if not score:
-        return ""
-    best = max(score, key=score.__getitem__)
-    return f" ('{best}' looks like it: set data.{field}: {best})"
-
-
 class TextClassification(LabelledTask):
     """Single-label (softmax) or multi-label (sigmoid with a threshold), on one text or a
     text pair."""
@@ -108,6 +87,7 @@ class TextClassification(LabelledTask):
     pipeline_tag = "text-classification"
     Options = TextClassificationOptions
     Prediction = TextPrediction
+    Request = TextRequest
     peft_task_type = "SEQ_CLS"
     auto_model = AutoModelForSequenceClassification
     headline_metrics = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
@@ -126,6 +106,10 @@ class TextClassification(LabelledTask):
         return self.options.threshold  # type: ignore[attr-defined]
 
     @property
+    def oos(self) -> OutOfScopeOptions | None:
+        return self.options.out_of_scope  # type: ignore[attr-defined]
+
+    @property
     def default_metric(self) -> str:  # type: ignore[override]
         return "f1_micro" if self.multi_label else "accuracy"
 
@@ -139,66 +123,25 @@ class TextClassification(LabelledTask):
     # --- data -------------------------------------------------------------
     @classmethod
     def examples_from_table(cls, table: Table, config: RunConfig) -> TextExamples:
-        data = config.data
         multi_label = cls.options_from(config.task.option_values()).multi_label  # type: ignore[attr-defined]
-        text_col = _column(table, data.text_column, "text_column")
-        pair_col = (_column(table, data.text_pair_column, "text_pair_column")
-                    if data.text_pair_column else None)
-        label_col = _column(table, data.label_column, "label_column")
-        texts, pairs, labels = [], [] if pair_col else None, []
-        for i, row in enumerate(table.rows):
-            texts.append(cls._text(row, text_col, table, i))
-            if pairs is not None:
-                pairs.append(cls._text(row, pair_col, table, i))
-            labels.append(cls._labels(row.get(label_col), label_col, data.label_separator,
-                                      table, i, multi_label))
-        return TextExamples(str(table.path), table.lines, texts, pairs, labels)
+        return read_text_examples(table, config.data, multi_label)
 
-    @staticmethod
-    def _text(row: dict[str, Any], column: str, table: Table, i: int) -> str:
-        text, problem = cell_text(row.get(column))
-        if problem:
-            raise DataError(f"{table.where(i)}: column '{column}': {problem}; fix the text or "
-                            "remove the row")
-        return text
-
-    @staticmethod
-    def _labels(value: Any, column: str, separator: str, table: Table, i: int,
-                multi_label: bool) -> Any:
-        if isinstance(value, list):
-            found = [str(v).strip() for v in value]
-        elif value is None:
-            found = []
-        else:
-            whole = isinstance(value, float) and value.is_integer()  # JSON 1.0 -> label "1"
-            text = str(int(value)) if whole else str(value)
-            parts = [part for part in text.split(separator) if part.strip()]
-            if not multi_label and len(parts) > 1:
-                raise DataError(
-                    f"{table.where(i)}: label '{text}' looks like {len(parts)} labels joined "
-                    f"by '{separator}'; set task.multi_label=true for several labels per row, "
-                    "or set data.label_separator to a character the labels do not contain")
-            found = parts if multi_label else [text]
-        found = [label.strip() for label in found if label.strip()]
-        if not found:
-            raise DataError(
-                f"{table.where(i)}: empty label in column '{column}'; every row needs a label"
-            )
-        if not multi_label and len(found) > 1:
-            raise DataError(
-                f"{table.where(i)}: {len(found)} labels in column '{column}'; set "
-                "task.multi_label=true for several labels per row"
-            )
-        return sorted(set(found)) if multi_label else found[0]
 
     @classmethod
     def label_set(cls, examples: TextExamples, options: BaseModel) -> list[str]:
         multi_label = options.multi_label  # type: ignore[attr-defined]
         seen = {lab for labs in examples.labels for lab in (labs if multi_label else [labs])}
-        return sorted(seen, key=_natural_key)
+        oos = options.out_of_scope  # type: ignore[attr-defined]
+        if oos is not None and oos.label in seen:
+            line = examples.labels.index(oos.label)
+            raise DataError(f"{examples.where(line)}: '{oos.label}' is the out-of-scope label; "
+                            "out-of-scope rows belong in dev (the threshold is fitted there) "
+                            "and test, not in train: move them, or set "
+                            "task.out_of_scope.label to another name")
+        return sorted(seen, key=natural_key)
 
     def check_labels(self, examples: TextExamples, train_source: str) -> None:
-        known = set(self.labels)
+        known = set(self.labels) | ({self.oos.label} if self.oos else set())
         for i, labs in enumerate(examples.labels):
             for label in labs if self.multi_label else [labs]:
                 if label not in known:
@@ -214,7 +157,8 @@ class TextClassification(LabelledTask):
     def label_ids(self, examples: TextExamples) -> np.ndarray:
         index = self.label_index
         if not self.multi_label:
-            return np.array([index[label] for label in examples.labels], dtype=np.int64)
+            return np.array([index.get(label, OOS_ID) for label in examples.labels],
+                            dtype=np.int64)
         hot = np.zeros((len(examples), len(self.labels)), dtype=np.float32)
         for row, labs in enumerate(examples.labels):
             hot[row, [index[label] for label in labs]] = 1.0
@@ -256,28 +200,72 @@ class TextClassification(LabelledTask):
             probs = torch.sigmoid(tensor).numpy()
             return probs, (probs >= self.threshold).astype(np.float32)
         probs = torch.softmax(tensor, dim=-1).numpy()
-        return probs, probs.argmax(axis=-1)
+        predicted = probs.argmax(axis=-1)
+        if self.oos is not None and self.oos.threshold is not None and len(logits):
+            below = in_scope_scores(logits, self.oos.score) < self.oos.threshold
+            predicted = np.where(below, OOS_ID, predicted)
+        return probs, predicted
 
     def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
         _, predicted = self.decide(logits)
+        if not self.multi_label:  # out-of-scope rows are scored by the threshold, not here
+            keep = label_ids != OOS_ID
+            label_ids, predicted = label_ids[keep], predicted[keep]
         return scores.trainer_metrics(label_ids, predicted)
 
-    def _result(self, gold: np.ndarray, predicted: np.ndarray) -> EvalResult:
+    def check_splits(self, train: TextExamples, dev: TextExamples, test: TextExamples) -> None:
+        if self.oos is not None and self.oos.threshold is None and dev is test:
+            raise DataError(f"{test.source}: task.out_of_scope fits its threshold on a dev file "
+                            "of its own, and this run has only the test file; set data.dev")
+        if self.oos is not None and self.oos.threshold is None and \
+                self.oos.label not in dev.labels:
+            raise DataError(f"{dev.source}: task.out_of_scope needs dev data with out-of-scope "
+                            f"examples (rows labelled '{self.oos.label}') to fit its threshold;"
+                            " add some to data.dev, or set task.out_of_scope.threshold")
+
+    def fit_decision(self, model: Any, tokenizer: Any, dev: TextExamples) -> dict[str, Any]:
+        """Fit the out-of-scope threshold on dev (if the task has one to fit)."""
+        if self.oos is None:
+            return {}
+        dev_logits = self.logits_for_examples(model, tokenizer, dev)
+        found = in_scope_scores(dev_logits, self.oos.score)
+        gold = self.label_ids(dev)
+        if self.oos.threshold is None:
+            self.oos.threshold = fit_threshold(found, gold == OOS_ID, self.oos)
+        _, predicted = self.decide(dev_logits)
+        return {"score": self.oos.score, "threshold": self.oos.threshold,
+                **{f"dev_{k}": round(v, 4) for k, v in oos_metrics(gold, predicted).items()}}
+
+    def _result(self, gold: np.ndarray, predicted: np.ndarray,
+                labels: list[str] | None = None) -> EvalResult:
+        labels = labels or self.labels
         return EvalResult(
             metrics=scores.all_metrics(gold, predicted, self.multi_label),
-            report=scores.per_class_report(gold, predicted, self.labels),
-            per_class_f1=scores.per_class_f1(gold, predicted, self.labels, self.multi_label),
+            report=scores.per_class_report(gold, predicted, labels),
+            per_class_f1=scores.per_class_f1(gold, predicted, labels, self.multi_label),
         )
 
     def evaluate(self, examples: TextExamples, logits: np.ndarray) -> EvalResult:
         gold = self.label_ids(examples)
         probs, predicted = self.decide(logits)
-        result = self._result(gold, predicted)
+        labels = self.labels
+        if self.oos is not None:  # out of scope: one more row and column of the report
+            labels = [*labels, self.oos.label]
+            result = self._result(*(np.where(x == OOS_ID, len(self.labels), x)
+                                    for x in (gold, predicted)), labels)
+            result.metrics.update(oos_metrics(gold, predicted))
+            if self.oos.threshold is not None and (gold == OOS_ID).any():
+                found, best = in_scope_scores(logits, self.oos.score), probs.argmax(-1)
+                result.figures["out_of_scope.png"] = lambda fig: plot_tradeoff(
+                    fig, found, gold, best, self.oos.threshold)  # type: ignore[union-attr]
+        else:
+            result = self._result(gold, predicted)
+        shown = [np.where(x == OOS_ID, len(self.labels), x) for x in (gold, predicted)]
         result.figures["confusion.png"] = lambda fig: scores.plot_confusion(
-            fig, gold, predicted, self.labels, self.multi_label)
+            fig, *shown, labels, self.multi_label)
         result.predictions = []
         for i in range(len(examples)):
-            decoded = self._decoded(probs[i])
+            decoded = self._decoded(probs[i], predicted[i])
             guess = decoded["labels"] if self.multi_label else decoded["label"]
             result.predictions.append({"line": examples.lines[i], "text": examples.texts[i],
                                        "gold": examples.labels[i], **decoded,
@@ -300,17 +288,20 @@ class TextClassification(LabelledTask):
 
     def probe_data(self, features: np.ndarray, examples: TextExamples
                    ) -> tuple[np.ndarray, np.ndarray]:
-        return features, self.label_ids(examples)
+        ids = self.label_ids(examples)
+        keep = ids != OOS_ID if ids.ndim == 1 else slice(None)  # out of scope: no target
+        return np.asarray(features)[keep], ids[keep]
 
     # --- inference --------------------------------------------------------
-    def _decoded(self, probs: np.ndarray) -> dict[str, Any]:
+    def _decoded(self, probs: np.ndarray, predicted: Any = None) -> dict[str, Any]:
         probabilities = {label: round(float(p), 6) for label, p in zip(self.labels, probs,
                                                                         strict=True)}
         if self.multi_label:
             labels = [lab for lab, p in zip(self.labels, probs, strict=True) if p >= self.threshold]
             return {"labels": labels, "probabilities": probabilities}
         best = int(probs.argmax())
-        return {"label": self.labels[best], "score": round(float(probs[best]), 6),
+        label = self.oos.label if self.oos and predicted == OOS_ID else self.labels[best]
+        return {"label": label, "score": round(float(probs[best]), 6),
                 "probabilities": probabilities}
 
     def logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
@@ -326,11 +317,20 @@ class TextClassification(LabelledTask):
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 inputs: Sequence[Any], batch_size: int = 64, request: BaseModel | None = None
                 ) -> list[dict[str, Any]]:
+        labels = getattr(request, "labels", None)
+        if labels:
+            relabel = getattr(model, "relabel", None)
+            if relabel is None:
+                raise DataError("request option labels: only a zero-shot run, served with the "
+                                "torch backend, takes labels per request; this model's labels "
+                                f"are {', '.join(self.labels)}")
+            return self.with_changes(labels=labels).predict(  # type: ignore[attr-defined]
+                relabel(labels, tokenizer), tokenizer, inputs, batch_size)
         texts = [item[0] if isinstance(item, (tuple, list)) else item for item in inputs]
         pairs = ([item[1] for item in inputs]
                  if inputs and isinstance(inputs[0], (tuple, list)) else None)
-        probs, _ = self.decide(self.logits(model, tokenizer, texts, pairs, batch_size))
-        return [self._decoded(row) for row in probs]
+        probs, predicted = self.decide(self.logits(model, tokenizer, texts, pairs, batch_size))
+        return [self._decoded(row, chosen) for row, chosen in zip(probs, predicted, strict=True)]
 
     def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                             examples: TextExamples, batch_size: int = 64) -> np.ndarray:

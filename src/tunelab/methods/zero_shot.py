@@ -1,0 +1,127 @@
+"""Zero-shot classification from label names: each label becomes a sentence ("This text is
+about {label}."), and a text gets the label whose sentence embedding is nearest (cosine).
+Nothing trains. The packaged encoder, all-MiniLM-L6-v2, was trained for exactly this kind of
+sentence similarity.
+
+The labels' unit embeddings, times a scale, are the rows of a linear layer over the text's
+unit embedding, so the model is a sentence-embedding classifier like few-shot's: it reports,
+serves and exports as every run does. With a dev file the scale is calibrated on it (the
+run's `evaluation.calibrate`, a temperature), else it stays at SCALE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tunelab.errors import ConfigError
+from tunelab.inference import batched_outputs
+from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
+from tunelab.methods.embedding_classifier import SETTINGS, EmbeddingClassifier, encoder_of
+from tunelab.tasks.base import Task
+
+SCALE = 20.0  # cosine x 20: a similarity gap of 0.05 is odds of e to 1
+
+
+class ZeroShotOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    templates: list[str] = Field(default_factory=lambda: ["This text is about {label}."],
+                                 min_length=1, description="Sentences that name a label; "
+                                 "a label's embedding is the mean over them")
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="Words for a label, used in place of its name "
+        "(labels such as 0 and 1, or terse codes, need them)")
+
+    @field_validator("templates")
+    @classmethod
+    def _names_the_label(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            if "{label}" not in template:
+                raise ValueError(f"'{template}' has no {{label}} placeholder; write it as "
+                                 "'This text is about {label}.'")
+        return templates
+
+
+class ZeroShot(Method):
+    """`method: zero-shot`; single-label text classification, with or without training
+    data (labels in `task.labels`)."""
+
+    Options = ZeroShotOptions
+    mergeable: ClassVar[bool] = False
+    keeps_best_checkpoint: ClassVar[bool] = False
+    uses_task_head: ClassVar[bool] = False
+    needs_training_data: ClassVar[bool] = False
+
+    def check(self, model: Any, task: Task) -> None:
+        single_label_text(task, "zero-shot")
+        labels = list(task.labels)  # type: ignore[attr-defined]
+        unknown = sorted(set(self.options.descriptions) - set(labels))  # type: ignore[attr-defined]
+        if unknown:
+            raise ConfigError(f"method.descriptions: {', '.join(unknown)} are not labels of "
+                              f"this run; the labels are {', '.join(labels)}")
+
+    def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
+            plan: TrainingPlan, run_dir: Path) -> Trained:
+        self.labels = list(task.labels)  # type: ignore[attr-defined]
+        classifier = EmbeddingClassifier(encoder_of(model), len(self.labels)).eval()
+        classifier.requires_grad_(False)  # nothing trains
+        with torch.no_grad():
+            classifier.classifier.weight.copy_(
+                SCALE * label_embeddings(classifier, tokenizer, self.labels,
+                                         self.options))  # type: ignore[arg-type]
+            classifier.classifier.bias.zero_()
+        return Trained(classifier)
+
+    def save(self, model: Any, directory: Path) -> None:
+        model.save_pretrained(directory, self.labels, zero_shot=self.options.model_dump())
+
+    @classmethod
+    def load(cls, directory: Path, task: Task, meta: dict[str, Any]) -> Any:
+        """The model, able to classify into labels given per request (`relabel`)."""
+        model = EmbeddingClassifier.from_pretrained(directory)
+        settings = json.loads((directory / SETTINGS).read_text())
+        options = ZeroShotOptions(**settings.get("zero_shot", {}))
+        # the calibrated scale: the temperature is folded into the rows' length
+        scale = float(model.classifier.weight.detach().norm(dim=1).mean())
+
+        def relabel(labels: list[str], tokenizer: Any) -> EmbeddingClassifier:
+            other = EmbeddingClassifier(model.encoder, len(labels), model.normalize).eval()
+            with torch.no_grad():
+                other.classifier.weight.copy_(
+                    scale * label_embeddings(model, tokenizer, labels, options))
+                other.classifier.bias.zero_()
+            return other
+
+        model.relabel = relabel
+        return model
+
+
+def label_sentences(labels: list[str], options: ZeroShotOptions) -> list[list[str]]:
+    """Each label's sentences: its description, else its name as words (card_arrival: card
+    arrival), in every template."""
+    def words(label: str) -> str:
+        return options.descriptions.get(label, label.replace("_", " ").strip())
+    return [[template.format(label=words(label)) for template in options.templates]
+            for label in labels]
+
+
+def label_embeddings(model: EmbeddingClassifier, tokenizer: Any, labels: list[str],
+                     options: ZeroShotOptions) -> torch.Tensor:
+    """One unit vector per label: the mean of its sentences' unit embeddings."""
+    sentences = label_sentences(labels, options)
+    flat = [s for group in sentences for s in group]
+    from transformers import DataCollatorWithPadding
+
+    features = [dict(f) for f in _rows(tokenizer(flat, truncation=True))]
+    embedded = torch.from_numpy(np.stack(batched_outputs(
+        lambda batch: model.embed(**batch), DataCollatorWithPadding(tokenizer), features)))
+    per_label = embedded.view(len(labels), len(options.templates), -1).mean(1)
+    return torch.nn.functional.normalize(per_label, dim=-1)
+
+
+def _rows(encoded: Any) -> list[dict[str, Any]]:
+    return [{key: encoded[key][i] for key in encoded} for i in range(len(encoded["input_ids"]))]
