@@ -206,6 +206,8 @@ def test_a_zero_shot_run_takes_other_labels_per_request(
                           labels=["weather", "phones"])
     assert [p["label"] for p in asked] == ["weather", "phones"]
     assert set(asked[0]["probabilities"]) == {"weather", "phones"}
+    head = model.model.relabel(["weather", "phones"], model.tokenizer)
+    assert model.model.relabel(["weather", "phones"], model.tokenizer) is head  # kept
     code, out, _ = run_cli(["predict", str(run), "it will rain all weekend", "--backend",
                             "torch", "--labels", "weather, sports"], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["label"] == "weather"

@@ -33,6 +33,13 @@ def batched_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor], coll
     return out
 
 
+def as_features(encoded: Any) -> list[dict[str, Any]]:
+    """A tokenizer's batch output (one list per key) as one dict per text, as
+    `batched_outputs` takes them."""
+    return [dict(zip(encoded.keys(), values, strict=True))
+            for values in zip(*encoded.values(), strict=True)]
+
+
 def on_device(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     device = getattr(model, "device", None) or next(model.parameters()).device
     return {key: value.to(device) for key, value in batch.items()}

@@ -109,8 +109,8 @@ def _without_training_data(config: RunConfig, task_cls: type[Task]) -> tuple[Tas
     data = config.data
     files = {role: path for role, path in (("test", data.test), ("dev", data.dev)) if path}
     held = {role: read_examples(task_cls, path, config) for role, path in files.items()}
-    first = next(iter(held.values()))
-    task = task_cls.from_config(config, first.subset([]))
+    none = next(iter(held.values())).subset([])  # no training examples, in the task's type
+    task = task_cls.from_config(config, none)
     sources = {"train": "none: the method learns from no examples"}
     for role, examples in held.items():
         task.check_examples(examples, "task.labels")
@@ -119,5 +119,5 @@ def _without_training_data(config: RunConfig, task_cls: type[Task]) -> tuple[Tas
         if role not in held:
             held[role] = held[other]
             sources[role] = f"{files[other]} (no {role} file given: the {other} file)"
-    task.check_splits(first.subset([]), held["dev"], held["test"])
-    return task, Splits(first.subset([]), held["dev"], held["test"], sources)
+    task.check_splits(none, held["dev"], held["test"])
+    return task, Splits(none, held["dev"], held["test"], sources)

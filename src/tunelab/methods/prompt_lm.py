@@ -43,14 +43,18 @@ class PromptOptions(BaseModel):
                                         "answers for a label (default: the label's name)")
 
 
+def packaged_lm(alias: str) -> tuple[str, str, str]:
+    if alias not in PACKAGED_LMS:
+        raise ConfigError(f"method.lm: '{alias}' is not a packaged language model; use one of: "
+                          f"{', '.join(PACKAGED_LMS)}")
+    return PACKAGED_LMS[alias]
+
+
 def load_lm(alias: str) -> tuple[Any, Any]:
     """The packaged language model and its tokenizer, from the GGUF file in its package."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if alias not in PACKAGED_LMS:
-        raise ConfigError(f"method.lm: '{alias}' is not a packaged language model; use one of: "
-                          f"{', '.join(PACKAGED_LMS)}")
-    module, gguf, pip_name = PACKAGED_LMS[alias]
+    module, gguf, pip_name = packaged_lm(alias)
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"method.lm '{alias}' needs the package {pip_name}; install it with "
@@ -149,9 +153,7 @@ class PromptLM(Method):
 
     def check(self, model: Any, task: Task) -> None:
         single_label_text(task, "prompt-lm")
-        if self.options.lm not in PACKAGED_LMS:  # type: ignore[attr-defined]
-            raise ConfigError(f"method.lm: '{self.options.lm}' is not a packaged language "  # type: ignore[attr-defined]
-                              f"model; use one of: {', '.join(PACKAGED_LMS)}")
+        packaged_lm(self.options.lm)  # type: ignore[attr-defined]
 
     def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
             plan: TrainingPlan, run_dir: Path) -> Trained:

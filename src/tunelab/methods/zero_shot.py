@@ -19,11 +19,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunelab.errors import ConfigError
-from tunelab.inference import batched_outputs
+from tunelab.inference import as_features, batched_outputs
 from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
 from tunelab.methods.embedding_classifier import SETTINGS, EmbeddingClassifier, encoder_of
 from tunelab.tasks.base import Task
 
+RELABEL_CACHE = 32
 SCALE = 20.0  # cosine x 20: a similarity gap of 0.05 is odds of e to 1
 
 
@@ -88,13 +89,22 @@ class ZeroShot(Method):
         # the calibrated scale: the temperature is folded into the rows' length
         scale = float(model.classifier.weight.detach().norm(dim=1).mean())
 
+        heads: dict[tuple[str, ...], EmbeddingClassifier] = {}
+
         def relabel(labels: list[str], tokenizer: Any) -> EmbeddingClassifier:
-            other = EmbeddingClassifier(model.encoder, len(labels), model.normalize).eval()
-            with torch.no_grad():
-                other.classifier.weight.copy_(
-                    scale * label_embeddings(model, tokenizer, labels, options))
-                other.classifier.bias.zero_()
-            return other
+            """The model over other labels; the last RELABEL_CACHE label lists are kept, as
+            clients repeat theirs and embedding them is most of a request's cost."""
+            key = tuple(labels)
+            if key not in heads:
+                other = EmbeddingClassifier(model.encoder, len(labels), model.normalize).eval()
+                with torch.no_grad():
+                    other.classifier.weight.copy_(
+                        scale * label_embeddings(model, tokenizer, labels, options))
+                    other.classifier.bias.zero_()
+                if len(heads) >= RELABEL_CACHE:
+                    heads.pop(next(iter(heads)))
+                heads[key] = other
+            return heads[key]
 
         model.relabel = relabel
         return model
@@ -116,12 +126,9 @@ def label_embeddings(model: EmbeddingClassifier, tokenizer: Any, labels: list[st
     flat = [s for group in sentences for s in group]
     from transformers import DataCollatorWithPadding
 
-    features = [dict(f) for f in _rows(tokenizer(flat, truncation=True))]
+    features = as_features(tokenizer(flat, truncation=True))
     embedded = torch.from_numpy(np.stack(batched_outputs(
         lambda batch: model.embed(**batch), DataCollatorWithPadding(tokenizer), features)))
     per_label = embedded.view(len(labels), len(options.templates), -1).mean(1)
     return torch.nn.functional.normalize(per_label, dim=-1)
 
-
-def _rows(encoded: Any) -> list[dict[str, Any]]:
-    return [{key: encoded[key][i] for key in encoded} for i in range(len(encoded["input_ids"]))]

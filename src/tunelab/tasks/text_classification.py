@@ -27,7 +27,7 @@ from transformers import (
 from tunelab.data.readers import Table
 from tunelab.errors import DataError, did_you_mean
 from tunelab.evaluation import classification as scores
-from tunelab.inference import batched_outputs, on_device
+from tunelab.inference import as_features, batched_outputs, on_device
 from tunelab.tasks.base import EvalResult
 from tunelab.tasks.labelled import LabelledOptions, LabelledTask, unique_labels
 from tunelab.tasks.out_of_scope import (
@@ -308,8 +308,7 @@ class TextClassification(LabelledTask):
                texts: Sequence[str], pairs: Sequence[str] | None = None,
                batch_size: int = 64, progress: bool = False) -> np.ndarray:
         encoded = self.tokenize(tokenizer, texts, pairs)
-        features = [dict(zip(encoded.keys(), values, strict=True))
-                    for values in zip(*encoded.values(), strict=True)]
+        features = as_features(encoded)
         model.eval()
         return np.stack(batched_outputs(lambda batch: model(**on_device(model, batch)).logits,
                                         self.collator(tokenizer), features, batch_size, progress))
