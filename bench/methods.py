@@ -210,6 +210,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 values["lora_rss_ratio"] = max(values.get("lora_rss_ratio", 0.0), round(
                     row["train_rss_mb"] / full["train_rss_mb"], 3))
         lines.append("")
+    lines += diagnostics(rows, best, args)
     if any(row.get("shared_cpu") for row in best.values()):
         lines += ["† timed while other work shared the 2 cores (marked `shared_cpu` in its "
                   "saved row): the time ratio is too high; it is to be measured again.", ""]
@@ -221,6 +222,35 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     update_section("methods", "## Tuning methods side by side (`python bench/methods.py`)\n\n"
                    + "\n".join(lines))
     print("\n".join(lines))
+
+
+def diagnostics(rows: list[dict[str, Any]], best: dict[tuple[str, str], dict[str, Any]],
+                args: argparse.Namespace) -> list[str]:
+    """Rows at rates the protocol did not choose (run to see whether a shortfall is the
+    transferred rate's), beside the chosen rate's."""
+    shown = {(r["dataset"], r["method"], r["lr"]) for r in rows}
+    extra = []
+    for path in sorted((OUT / "rows").glob("*.json")):
+        row = json.loads(path.read_text())
+        key = (row["dataset"], row["method"], row["lr"])
+        if (row["dataset"] != "sst2" and key not in shown and path.stem == cell_name(
+                row["dataset"], row["method"], row["lr"], args)):
+            extra.append(row)
+    if not extra:
+        return []
+    metric_of = {r["dataset"]: METRIC[r["dataset"]] for r in extra}
+    lines = ["Other learning rates, run as diagnostics (not chosen by the protocol above, so "
+             "not in its tables or its targets):", "",
+             "| dataset | method | lr | dev | test | vs full (pt) | chosen lr: test |",
+             "|---|---|---|---|---|---|---|"]
+    for row in extra:
+        full, picked = best.get((row["dataset"], "full")), best.get((row["dataset"],
+                                                                     row["method"]))
+        gap = (row["test"] - full["test"]) * 100 if full else float("nan")
+        lines.append(f"| {row['dataset']} | {row['method']} | {row['lr']:g} | {row['dev']:.4f} "
+                     f"| {row['test']:.4f} ({metric_of[row['dataset']]}) | {gap:+.2f} | "
+                     + (f"{picked['lr']:g}: {picked['test']:.4f}" if picked else "-") + " |")
+    return [*lines, ""]
 
 
 def plot(rows: list[dict[str, Any]], best: dict[tuple[str, str], dict[str, Any]],

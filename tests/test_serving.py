@@ -408,13 +408,14 @@ def test_workers_read_the_settings_the_command_was_given(served_run: Path) -> No
     """With --workers 2 each uvicorn worker rebuilds the settings from the environment
     (pydantic-settings): the limits given on the command line hold in every worker."""
     process, url = start_server(served_run, "--workers", "2", "--no-auth", "--max-texts", "3",
-                                "--rate-limit", "0")
+                                "--rate-limit", "0", "--explain-max-chars", "500")
     try:
         pids = set()
         for _ in range(200):  # each request a new connection, taken by either worker
             info = httpx.get(f"{url}/v1/monitor", timeout=10).json()
             limits = httpx.get(f"{url}/v1/model", timeout=10).json()["limits"]
-            assert limits == {"max_texts": 3, "max_chars": 2000, "rate_limit_per_worker": 0.0}
+            assert limits == {"max_texts": 3, "max_chars": 2000, "explain_max_chars": 500,
+                              "rate_limit_per_worker": 0.0}
             pids.add(info["worker_pid"])
             if len(pids) == 2:
                 break

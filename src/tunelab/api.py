@@ -18,8 +18,8 @@ from tunelab.rundir import write_json, write_text
 from tunelab.runner import RunResult, train_run
 from tunelab.tasks.base import EvalResult
 
-__all__ = ["MonitorOptions", "RetrainOptions", "check_drift", "evaluate", "export",
-           "export_feedback", "load", "promote", "retrain", "rollback", "train"]
+__all__ = ["MonitorOptions", "RetrainOptions", "check_drift", "evaluate", "explain", "export",
+           "export_feedback", "load", "mask", "promote", "retrain", "rollback", "train"]
 
 
 def train(config: RunConfig | str | Path, overrides: list[str] | None = None,
@@ -70,3 +70,28 @@ def retrain(run: str | Path, options: RetrainOptions | None = None, **values: An
     from tunelab.retrain import retrain as run_retrain
 
     return run_retrain(Path(run), options or RetrainOptions(**values))
+
+
+def explain(model: Predictor | str | Path, text: str, label: str | None = None,
+            method: str = "auto") -> dict[str, Any]:
+    """Per-word attributions for the prediction (or `label`): Integrated Gradients on a
+    PyTorch model, occlusion on an exported one (see tunelab.explain)."""
+    from tunelab.explain.explainer import explain as run_explain
+
+    predictor = model if isinstance(model, Predictor) else Predictor(model)
+    return run_explain(predictor, text, label, method)
+
+
+def mask(texts: list[str], types: list[str] | None = None,
+         names_run: str | Path | None = None) -> list[str]:
+    """The texts with personal data replaced by numbered placeholders, one numbering for the
+    list (see tunelab.privacy and `data.mask_pii`)."""
+    from tunelab.config import validate_options
+    from tunelab.privacy.examples import masker_for
+    from tunelab.privacy.options import DEFAULT_TYPES, MaskOptions
+
+    options = validate_options(MaskOptions, {"types": types or list(DEFAULT_TYPES),
+                                             "names_run": names_run})
+    masker = masker_for(options.model_dump_json())
+    with masker.session():
+        return masker.mask(texts)

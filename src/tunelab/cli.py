@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from tunelab import cli_lifecycle, registry
+from tunelab import cli_lifecycle, cli_trust, registry
 from tunelab.cli_options import options_from
 from tunelab.console import err, out, quiet_libraries
 from tunelab.data.text_checks import cell_text
@@ -296,7 +296,7 @@ def _request_options(assignments: list[str]) -> dict[str, Any]:
 
 for group_name, group in cli_lifecycle.GROUPS.items():
     app.add_typer(group, name=group_name)
-for command in cli_lifecycle.COMMANDS:
+for command in (*cli_lifecycle.COMMANDS, *cli_trust.COMMANDS):
     app.command()(command)
 
 

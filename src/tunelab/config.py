@@ -28,6 +28,7 @@ from tunelab.config_checks import (
     validation_problem,
 )
 from tunelab.errors import ConfigError, did_you_mean
+from tunelab.privacy.options import MaskSetting
 
 # Header-less files name their columns by position: `text_column: 0`.
 Column = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
@@ -112,6 +113,8 @@ class DataConfig(Section):
     cache_tokenized: bool = True  # reuse tokenised data across runs (~/.cache/tunelab)
     # train on a seeded sample of this many examples a label (few-shot experiments)
     examples_per_class: int | None = Field(default=None, ge=1)
+    # replace personal data in every file before it is tokenised (true: the default types)
+    mask_pii: MaskSetting = None
 
     @field_validator("format")
     @classmethod

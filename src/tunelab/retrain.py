@@ -170,6 +170,10 @@ def retrain(run: Path, options: RetrainOptions) -> RetrainResult:
     if options.without_rehearsal:
         check_target(out.with_name(f"{name}-norehearsal"), options.overwrite)
     data_dir = Path(config.output_dir) / f"{name}-data"
+    from tunelab.store.audit import record_event
+
+    record_event("retrain.started", str(source.run_dir.resolve()), run=name,
+                 new_examples=len(fresh))
     start = source.model_dir
     if len(labels) > len(source.labels):
         calibration = concat(new_train.subset(fit), old_train.subset(

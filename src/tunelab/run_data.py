@@ -18,6 +18,7 @@ from tunelab.data.examples import Examples
 from tunelab.data.readers import ReaderOptions, read_table
 from tunelab.data.splits import rare_labels, split_indices
 from tunelab.errors import DataError
+from tunelab.privacy.examples import mask_examples
 from tunelab.tasks.base import Task
 
 
@@ -30,8 +31,11 @@ class Splits:
 
 
 def read_examples(task: type[Task] | Task, path: Path, config: RunConfig) -> Any:
+    """A file's examples, with personal data masked when `data.mask_pii` asks for it."""
     options = ReaderOptions(header=config.data.header, tag_column=config.data.tag_column)
-    return task.examples_from_table(read_table(path, config.data.format, options), config)
+    examples = task.examples_from_table(read_table(path, config.data.format, options), config)
+    masking = config.data.mask_pii
+    return mask_examples(examples, masking) if masking is not None else examples
 
 
 def load_splits(config: RunConfig, given: dict[str, Examples] | None = None

@@ -25,9 +25,11 @@ from tunelab.json_logs import json_logger
 from tunelab.monitoring.drift import RollingWindow
 from tunelab.serving.batcher import MicroBatcher, QueueFull
 from tunelab.serving.docs import add_offline_docs
+from tunelab.serving.explain_route import add_explain
 from tunelab.serving.guard import RequestGuard
 from tunelab.serving.keys import KeyCache, StoredKey
 from tunelab.serving.limits import RateLimiter
+from tunelab.serving.masking import ServiceMasker
 from tunelab.serving.observability import ServiceMetrics
 from tunelab.serving.schemas import (
     ErrorBody,
@@ -82,6 +84,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
     task_cls = type(predictor.task) if predictor is not None else served_task(settings.run)
     request_model, response_model = task_request(task_cls), task_response(task_cls)
     request_fields = set(task_cls.Request.model_fields)
+    masker = ServiceMasker(settings.mask_pii == "on")
 
     def load_predictor(run: Path | None = None) -> Any:
         from tunelab.predictor import Predictor
@@ -135,6 +138,12 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             await asyncio.to_thread(engine_for, database_url())
         except Exception:
             log.exception("store unavailable: feedback will fail until it is reachable")
+        if masker.enabled:  # presidio takes seconds to load: not in the first feedback
+            warming = asyncio.to_thread(masker.masker)
+            if settings.log_texts:  # every request's log line needs it
+                await warming
+            else:
+                state["warming"] = asyncio.get_running_loop().create_task(warming)
         state["batcher"] = batcher = MicroBatcher(
             predict_batch, settings.max_batch_size, settings.max_wait_ms,
             metrics.batch_size.observe, max_queue=settings.max_queue)
@@ -151,8 +160,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                                              "pid": os.getpid()}})
         yield
         state["ready"] = False
-        if follower is not None:
-            follower.cancel()
+        for task in (follower, state.get("warming")):
+            if task is not None:
+                task.cancel()
         await batcher.stop()
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
@@ -232,7 +242,7 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                                         f"{settings.max_chars}; shorten or split the text")
         fields: dict[str, Any] = {"n_texts": len(inputs)}
         if settings.log_texts:
-            fields["texts"] = inputs
+            fields["texts"] = await asyncio.to_thread(masker.mask_inputs, inputs)
         request.state.log_fields = {**getattr(request.state, "log_fields", {}), **fields}
         options = body.model_dump(include=request_fields)
         try:
@@ -276,10 +286,13 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             if value is not None and value not in labels:
                 raise HTTPException(422, f"{field_name}: '{value}' is not one of the model's "
                                     f"labels: {', '.join(labels)}")
+        text = (await asyncio.to_thread(masker.mask_inputs, [body.text]))[0]
         row_id = await asyncio.to_thread(
-            add_feedback, slot.predictor.run_dir, slot.version, body.text, body.correct_label,
+            add_feedback, slot.predictor.run_dir, slot.version, text, body.correct_label,
             body.predicted, body.request_id, key.name if key else None)
         return FeedbackResponse(id=row_id, model=slot.version)
+
+    add_explain(app, settings, ready_slot, caller, errors)
 
     @app.get("/v1/model", responses=errors)
     async def model_info(key: StoredKey | None = Depends(caller)) -> dict[str, Any]:
@@ -291,7 +304,9 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 "request_options": list(p.task.Request.model_fields),
                 "base_model": p.meta.get("base_model"), "method": p.meta.get("method"),
                 "takes_pairs": p.takes_pairs,
+                "mask_pii": settings.mask_pii,
                 "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
+                           "explain_max_chars": settings.explain_max_chars,
                            "rate_limit_per_worker": settings.rate_limit},
                 "model_card": card.read_text(encoding="utf-8") if card.is_file() else None}
 

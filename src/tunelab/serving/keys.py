@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from tunelab.errors import ConfigError, DataError
+from tunelab.store.audit import log_event
 from tunelab.store.db import session
 from tunelab.store.schema import ApiKey, now
 
@@ -59,6 +60,7 @@ def create_key(name: str) -> str:
     try:
         with session() as s:
             s.add(ApiKey(key_id=key_id, name=name, salt=salt, digest=_digest(salt, secret)))
+            log_event(s, "key.created", name, key_id=key_id)
     except IntegrityError:  # a concurrent create of the same name won the unique index
         raise ConfigError(f"a key named '{name}' already exists; choose another name or "
                           f"revoke it first (`tunelab keys revoke {name}`)") from None
@@ -74,6 +76,7 @@ def revoke_key(name: str) -> int:
             raise ConfigError(f"no active key named '{name}'; see `tunelab keys list`")
         for key in found:
             key.revoked_at = now()
+            log_event(s, "key.revoked", name, key_id=key.key_id)
         return len(found)
 
 

@@ -67,6 +67,12 @@ class FeedbackRequest(BaseModel):
     request_id: str | None = Field(default=None, max_length=100)
 
 
+class ExplainRequest(BaseModel):
+    text: Annotated[Text, Field(max_length=100_000)]
+    label: str | None = Field(default=None, min_length=1, max_length=200, description=(
+        "Explain this label (NER: this entity type) instead of the prediction"))
+
+
 class FeedbackResponse(BaseModel):
     id: int
     model: str

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HIDDEN = {"cli": False}
@@ -42,12 +42,27 @@ class ServeSettings(BaseSettings):
                                    "at once (default: twice the rate limit)")
     max_queue: int = Field(default=256, ge=1, description="Texts waiting for the model; past "
                            "it, 503 with Retry-After at once")
-    log_texts: bool = Field(default=False, description="Log raw request texts")
+    log_texts: bool = Field(default=False, description="Log request texts (masked unless "
+                            "--mask-pii off)")
+    mask_pii: str = Field(default="on", description="on: replace "
+                          "personal data (emails, phones, cards, IDs ...) in logged texts and "
+                          "stored feedback with placeholders; off: keep them as sent")
+    explain_rate_limit: float = Field(default=2.0, ge=0.0, description="/v1/explain "
+                                      "requests/s per key and worker (0: off)")
+    explain_max_chars: int = Field(default=1000, ge=1, description="Characters per text "
+                                   "to explain")
     threads: int | None = Field(default=None, ge=1, description="Inference threads per "
                                 "worker")
     poll_seconds: float = Field(default=5.0, gt=0.0, json_schema_extra=HIDDEN)
     monitor_window: int = Field(default=5000, ge=1, description="Recent predictions kept for "
                                 "drift monitoring")
+
+    @field_validator("mask_pii")
+    @classmethod
+    def _on_or_off(cls, value: str) -> str:
+        if value not in ("on", "off"):
+            raise ValueError(f"'{value}': choose on or off")
+        return value
 
     @model_validator(mode="after")
     def _burst(self) -> ServeSettings:

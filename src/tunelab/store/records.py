@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.record import RunRecord
+from tunelab.store.audit import log_event
 from tunelab.store.db import session
 from tunelab.store.schema import DatasetFingerprint, Feedback, Metric, ModelVersion, Run, now
 
@@ -96,6 +97,8 @@ def promote(ref: str, force: bool = False) -> tuple[Run, Run | None]:
                 current.stage = "archived"
             s.flush()  # archive first: the index allows one production row at a time
             version.stage, version.promoted_at = "production", now()
+            log_event(s, "model.promoted", run.path, run=run.name, forced=bool(warnings),
+                      replaced=previous.name if previous else None)
             return run, previous
     except IntegrityError:
         raise ConfigError("another promotion happened at the same time; check "
@@ -118,7 +121,10 @@ def rollback() -> tuple[Run, Run]:
         current.stage = "archived"
         s.flush()  # the index allows one production row at a time
         earlier.stage, earlier.promoted_at = "production", now()
-        return s.get(Run, earlier.run_id), s.get(Run, current.run_id)
+        restored, replaced = s.get(Run, earlier.run_id), s.get(Run, current.run_id)
+        log_event(s, "model.rolled_back", restored.path, run=restored.name,
+                  replaced=replaced.name)
+        return restored, replaced
 
 
 def add_feedback(run_dir: Path, model_version: str, text: str, correct_label: str,

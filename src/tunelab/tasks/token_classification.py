@@ -218,7 +218,7 @@ class TokenClassification(LabelledTask):
                 np.array([index[tag] for tags in examples.tags for tag in tags]))
 
     # --- inference --------------------------------------------------------
-    def _word_logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+    def word_logits(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                      sentences: Sequence[Sequence[str]], batch_size: int) -> list[np.ndarray]:
         model.eval()
         return word_outputs(lambda batch: model(**on_device(model, batch)).logits,
@@ -226,7 +226,7 @@ class TokenClassification(LabelledTask):
 
     def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                             examples: TokenExamples, batch_size: int = 64) -> list[np.ndarray]:
-        return self._word_logits(model, tokenizer, examples.tokens, batch_size)
+        return self.word_logits(model, tokenizer, examples.tokens, batch_size)
 
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 inputs: Sequence[Any], batch_size: int = 64, request: BaseModel | None = None
@@ -246,7 +246,7 @@ class TokenClassification(LabelledTask):
             sentences.append(words)
             offsets.append(spans)
         out = []
-        for text, spans, word_logits in zip(texts, offsets, self._word_logits(
+        for text, spans, word_logits in zip(texts, offsets, self.word_logits(
                 model, tokenizer, sentences, batch_size), strict=True):
             probs = torch.softmax(torch.as_tensor(word_logits), dim=-1).numpy()
             tags = self._tags(probs.argmax(-1))

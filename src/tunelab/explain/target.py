@@ -1,0 +1,87 @@
+"""What an explanation explains: the text's words, the label, and for NER the entities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunelab.errors import DataError
+from tunelab.tasks.alignment import words_with_offsets
+
+METHODS = ("auto", "integrated-gradients", "occlusion")
+
+
+@dataclass
+class Words:
+    text: str
+    words: list[str]
+    spans: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, text: str) -> Words:
+        words, spans = words_with_offsets(text)
+        if not words:
+            raise DataError("text: no words to explain; give a non-empty text")
+        return cls(text, words, spans)
+
+    def without(self, index: int) -> str:
+        start, end = self.spans[index]
+        return self.text[:start] + self.text[end:]
+
+    def scored(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        return [{"text": word, "start": start, "end": end, "score": round(float(s), 6)}
+                for word, (start, end), s in zip(self.words, self.spans, scores, strict=True)]
+
+
+@dataclass
+class EntityTarget:
+    """A predicted entity: its words (first..end, exclusive) and their tag ids."""
+
+    type: str
+    first: int
+    end: int
+    tag_ids: list[int]
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+def label_index(task: Any, label: str | None, probs: np.ndarray) -> int:
+    labels = list(task.labels)
+    if label is None:
+        return int(np.asarray(probs).argmax())
+    if label not in labels:
+        raise DataError(f"label '{label}' is not one of the model's labels: "
+                        f"{', '.join(labels)}")
+    return labels.index(label)
+
+
+def class_probs(task: Any, logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities as the task decides with them: sigmoid for multi-label, else softmax."""
+    if getattr(task, "multi_label", False):
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
+
+
+def input_embeddings(model: Any) -> torch.nn.Module | None:
+    """The token embedding layer Integrated Gradients walks along, if the model has one."""
+    for owner in (model, getattr(model, "encoder", None)):
+        getter = getattr(owner, "get_input_embeddings", None)
+        if callable(getter):
+            layer = getter()
+            if isinstance(layer, torch.nn.Module):
+                return layer
+    return None
+
+
+def pick_method(method: str, model: Any) -> str:
+    if method not in METHODS:
+        raise DataError(f"method '{method}': choose one of {', '.join(METHODS)}")
+    torch_model = isinstance(model, torch.nn.Module) and input_embeddings(model) is not None
+    if method == "integrated-gradients" and not torch_model:
+        raise DataError("method integrated-gradients needs the PyTorch model (--backend "
+                        "torch); exported models are explained by occlusion")
+    if method == "auto":
+        return "integrated-gradients" if torch_model else "occlusion"
+    return method
