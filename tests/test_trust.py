@@ -194,6 +194,9 @@ def test_the_same_value_gets_the_same_placeholder_within_a_session(masker: Maske
     assert second == "<EMAIL_2> again, and <PHONE_1>"
     assert masker.mask_tokens([["write", "to", "a@example.com", "now"]]) == \
         [["write", "to", "<EMAIL_1>", "now"]]
+    neutral = Masker(MaskOptions(placeholders="neutral"))
+    assert neutral.mask(["a@example.com, +44 20 7946 0958, a@example.com"]) == \
+        ["<PII_1>, <PII_2>, <PII_1>"]
 
 
 def test_mask_pii_keeps_personal_data_out_of_the_run(tiny_config: dict[str, Any],

@@ -74,9 +74,12 @@ def build_analyzer(options: MaskOptions) -> tuple[Any, Any]:
 
 
 class Numbering:
-    """Value -> placeholder (<PHONE_1>, <PHONE_2>, ...), one counter per placeholder."""
+    """Value -> placeholder (<PHONE_1>, <PHONE_2>, ...), one counter per placeholder;
+    `neutral`: one counter for all (<PII_1>, <PII_2>, ...), so no placeholder brings a word
+    such as "card" into texts whose label may turn on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, neutral: bool = False) -> None:
+        self.neutral = neutral
         self.seen: dict[tuple[str, str], str] = {}
         self.counts: dict[str, int] = {}
 
@@ -86,7 +89,7 @@ class Numbering:
         return compact.lower()
 
     def placeholder(self, kind: str, value: str) -> str:
-        name = PLACEHOLDERS[kind]
+        name = "PII" if self.neutral else PLACEHOLDERS[kind]
         key = (name, self.key(value))
         if key not in self.seen:
             self.counts[name] = self.counts.get(name, 0) + 1
@@ -105,12 +108,12 @@ class Masker:
         self.analyzer, self.names = build_analyzer(self.options)
         self.anonymizer = AnonymizerEngine()
         self.kind_of = {entity: kind for kind in self.options.types for entity in TYPES[kind]}
-        self.numbering = Numbering()
+        self.numbering = Numbering(self.options.placeholders == "neutral")
 
     @contextmanager
     def session(self) -> Iterator[Masker]:
         """One numbering for everything masked inside: a file, a batch of feedback."""
-        outer, self.numbering = self.numbering, Numbering()
+        outer, self.numbering = self.numbering, Numbering(self.numbering.neutral)
         try:
             yield self
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -47,6 +47,8 @@ class MaskOptions(BaseModel):
     types: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
     names_run: Path | None = None
     min_score: float = Field(default=0.3, ge=0.0, le=1.0)
+    # typed: <PHONE_1>, <CARD_2>; neutral: <PII_1>, <PII_2> (no type word in the text)
+    placeholders: Literal["typed", "neutral"] = "typed"
 
     @field_validator("types")
     @classmethod
