@@ -43,15 +43,6 @@ def test_texts(data: str, n: int, seed: int = 0) -> list[str]:
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
-def without(words: Any, removed: set[int]) -> str:
-    text, out, at = words.text, [], 0
-    for i, (start, end) in enumerate(words.spans):
-        if i in removed:
-            out.append(text[at:start])
-            at = end
-    return "".join(out) + text[at:]
-
-
 def deletion(data: str, method: str, n: int) -> dict[str, Any]:
     import torch
 
@@ -71,8 +62,8 @@ def deletion(data: str, method: str, n: int) -> dict[str, Any]:
         order = list(np.argsort([-w["score"] for w in got["words"]]))
         variants = [text]
         for k in KS:
-            variants.append(without(words, set(order[:k])))
-            variants += [without(words, set(rng.sample(range(len(words.words)), k)))
+            variants.append(words.without(set(order[:k])))
+            variants += [words.without(set(rng.sample(range(len(words.words)), k)))
                          for _ in range(RANDOM_DRAWS)]
         logits = model.task.logits(model.model, model.tokenizer, variants, None, 64)
         probs = class_probs(model.task, torch.as_tensor(logits)).numpy()[:, label]

@@ -123,8 +123,8 @@ def report() -> None:
         ok = [r for r in rows if r["data"] == data and r["agreement"] >= 0.99
               and (r["torch_metric"] - r["metric"]) * 100 <= 0.3]
         passing[data] = max((r["agreement"] for r in ok), default=None)
-    update_results({"int8_study_agreement_all_int8": min(
-        (r["agreement"] for r in rows if r["variant"] == "all int8"), default=None)})
+    update_results({"int8_study_agreement_all_int8": round(min(
+        (r["agreement"] for r in rows if r["variant"] == "all int8"), default=0.0), 4)})
     print(text)
     print("best passing agreement per dataset:", passing)
 

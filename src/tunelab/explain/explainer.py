@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from tunelab.errors import DataError
@@ -27,7 +26,7 @@ def explain(predictor: Any, text: str, label: str | None = None, method: str = "
     if predictor.task.name == "token-classification":
         return _entities(predictor, words, label, chosen, n_steps, batch_size)
     out: dict[str, Any] = {"method": chosen}
-    target = None if label is None else label_index(predictor.task, label, np.zeros(1))
+    target = None if label is None else label_index(predictor.task, label)
     if chosen == "integrated-gradients":
         probs, scores, delta = integrated.text_scores(*args, target, n_steps)
         out["completeness_gap"] = round(delta, 6)

@@ -27,9 +27,15 @@ class Words:
             raise DataError("text: no words to explain; give a non-empty text")
         return cls(text, words, spans)
 
-    def without(self, index: int) -> str:
-        start, end = self.spans[index]
-        return self.text[:start] + self.text[end:]
+    def without(self, removed: int | set[int]) -> str:
+        """The text with a word (or a set of words) taken out, the rest as it was."""
+        gone = {removed} if isinstance(removed, int) else removed
+        out, at = [], 0
+        for i, (start, end) in enumerate(self.spans):
+            if i in gone:
+                out.append(self.text[at:start])
+                at = end
+        return "".join(out) + self.text[at:]
 
     def scored(self, scores: np.ndarray) -> list[dict[str, Any]]:
         return [{"text": word, "start": start, "end": end, "score": round(float(s), 6)}
@@ -47,10 +53,8 @@ class EntityTarget:
     explanation: dict[str, Any] = field(default_factory=dict)
 
 
-def label_index(task: Any, label: str | None, probs: np.ndarray) -> int:
+def label_index(task: Any, label: str) -> int:
     labels = list(task.labels)
-    if label is None:
-        return int(np.asarray(probs).argmax())
     if label not in labels:
         raise DataError(f"label '{label}' is not one of the model's labels: "
                         f"{', '.join(labels)}")

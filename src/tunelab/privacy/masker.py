@@ -125,10 +125,16 @@ class Masker:
         return self.analyzer.analyze(text, language=LANGUAGE, entities=list(self.kind_of),
                                      score_threshold=self.options.min_score)
 
-    def find(self, text: str) -> list[tuple[str, int, int, float]]:
+    def resolved(self, text: str) -> list[Any]:
+        """The spans that survive the anonymizer's own overlap rule (the higher score wins),
+        in reading order: what `mask` replaces."""
         kept = self.anonymizer._remove_conflicts_and_get_text_manipulation_data(
             self.analyze(text), "merge_similar_or_contained")
-        return sorted((self.kind_of[r.entity_type], r.start, r.end, r.score) for r in kept)
+        return sorted(kept, key=lambda r: r.start)
+
+    def find(self, text: str) -> list[tuple[str, int, int, float]]:
+        return sorted((self.kind_of[r.entity_type], r.start, r.end, r.score)
+                      for r in self.resolved(text))
 
     def mask(self, texts: Sequence[str]) -> list[str]:
         from presidio_anonymizer.entities import OperatorConfig
@@ -140,8 +146,8 @@ class Masker:
             for entity, kind in self.kind_of.items()}
         out = []
         for text in texts:
-            found = self.analyze(text)
-            for r in sorted(found, key=lambda r: r.start):  # <X_1> is the first one read
+            found = self.resolved(text)
+            for r in found:  # <X_1> is the first one read; a span lost to an overlap gets none
                 self.numbering.placeholder(self.kind_of[r.entity_type], text[r.start:r.end])
             out.append(self.anonymizer.anonymize(text, found, operators).text if found else text)
         return out

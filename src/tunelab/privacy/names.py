@@ -24,9 +24,8 @@ class RunNameRecognizer(EntityRecognizer):
             self.predictor = Predictor(run, spinning=False)
         except Exception as error:  # a missing or broken run: say which setting names it
             raise ConfigError(f"names_run: {error}") from None
-        kinds = {getattr(self.predictor.task, "name", "")}
         entity_types = {label.split("-", 1)[-1] for label in self.predictor.labels}
-        if "token-classification" not in kinds:
+        if self.predictor.task.name != "token-classification":
             raise ConfigError(f"names_run: {run} is a "
                               f"{self.predictor.task.name} run; give a token-classification "
                               "run that tags person names (trained on CoNLL-2003 or Resume NER)")

@@ -27,5 +27,6 @@ class ServiceMasker:
         with self.lock:
             masker = self.masker()
             with masker.session():
-                return [masker.mask([item])[0] if isinstance(item, str)
-                        else masker.mask(list(item)) for item in inputs]
+                if all(isinstance(item, str) for item in inputs):
+                    return masker.mask(inputs)
+                return [masker.mask(list(item)) for item in inputs]  # text pairs
