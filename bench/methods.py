@@ -47,6 +47,7 @@ GRIDS = {"full": [3e-5, 1e-4], "lora": [5e-4, 2e-3], "lora-nodropout": [5e-4, 2e
          "ia3": [3e-3, 1e-2], "adapter": [5e-4, 2e-3], "prefix": [3e-3, 1e-2],
          "prompt": [3e-3, 3e-2], "p-tuning": [3e-3, 3e-2]}
 METRIC = {"sst2": "accuracy", "banking77": "accuracy", "conll2003": "f1"}
+NAMES = {"sst2": "SST-2", "banking77": "Banking77", "conll2003": "CoNLL-2003"}
 # How the head starts. The SST-2 cells were run before tunelab chose the start from the data
 # and kept a random head at the method's rate; the later cells take the default (`auto`: a
 # probe start with 77 intents, a random head at its own rate with CoNLL's 9 tags).
@@ -150,7 +151,7 @@ def run_cell(data: str, method: str, lr: float | None, args: argparse.Namespace)
 def rates(data: str, method: str, args: argparse.Namespace) -> list[float | None]:
     if args.lrs == "default":
         return [None]
-    if args.lrs == "sst2-dev" and data != "sst2":
+    if args.lrs == "sst2-dev" and data not in ("sst2", *args.own_dev):
         paths = [OUT / "rows" / f"{cell_name('sst2', method, lr, args)}.json"
                  for lr in GRIDS[method]]
         rows = [json.loads(path.read_text()) for path in paths if path.is_file()]
@@ -278,11 +279,15 @@ def plot(rows: list[dict[str, Any]], best: dict[tuple[str, str], dict[str, Any]]
 
 
 def conditions(args: argparse.Namespace) -> str:
+    own = [NAMES[d] for d in METRIC if d == "sst2" or d in args.own_dev]
+    borrowed = [NAMES[d] for d in METRIC if d not in ("sst2", *args.own_dev)]
     lrs = {"default": "each method's default learning rate (not tuned)",
            "grid": "learning rate chosen on dev from two values per method",
-           "sst2-dev": "learning rate chosen on SST-2's dev from two values per method and "
-                       "used as it is on Banking77 and CoNLL-2003 (a reduced protocol: "
-                       "their own dev did not choose it)"}[args.lrs]
+           "sst2-dev": f"learning rate chosen from two values per method on {' and '.join(own)}"
+                       f"'s own dev; on {' and '.join(borrowed)}, SST-2's choice used as it is "
+                       "(a reduced protocol: their own dev did not choose it)"
+                       if borrowed else "learning rate chosen on each dataset's own dev from "
+                       "two values per method"}[args.lrs]
     reduced = (args.sst2_train < 8000 or args.lrs == "default"
                or set(args.datasets.split(",")) != set(METRIC))
     return (("**Reduced run, not the full protocol** (that is at least 8000 SST-2 examples, "
@@ -311,6 +316,8 @@ def main() -> None:
     parser.add_argument("--lrs", choices=["grid", "default", "sst2-dev"], default="grid",
                         help="sst2-dev: on the other datasets, each method's rate chosen on "
                         "SST-2's dev (a reduced protocol, stated in the table)")
+    parser.add_argument("--own-dev", type=lambda s: s.split(","), default=[],
+                        help="with --lrs sst2-dev: datasets whose rate their own dev chooses")
     parser.add_argument("--sst2-train", type=int, default=8000)
     parser.add_argument("--conll-train", type=int, default=3000)
     parser.add_argument("--epochs", type=float, default=3.0)

@@ -105,7 +105,8 @@ def with_pii(rows: list[dict[str, str]], share: float, seed: int) -> list[tuple[
     return out
 
 
-def banking77(share: float, seeds: list[int], neutral_seeds: list[int]) -> dict[str, Any]:
+def banking77(share: float, seeds: list[int], neutral_seeds: list[int],
+              linked_seeds: list[int]) -> dict[str, Any]:
     from common import train_experiment
 
     folder = OUT / "banking77"
@@ -114,10 +115,12 @@ def banking77(share: float, seeds: list[int], neutral_seeds: list[int]) -> dict[
     files = {split: write_rows(folder / f"{split}.csv", with_pii(rows, share, seed=i),
                                ("text", "label"))
              for i, (split, rows) in enumerate(read.items())}
-    result: dict[str, Any] = {"share": share, "seeds": seeds, "neutral_seeds": neutral_seeds}
+    result: dict[str, Any] = {"share": share, "seeds": seeds, "neutral_seeds": neutral_seeds,
+                              "linked_seeds": linked_seeds}
     variants: list[tuple[str, Any, list[int]]] = [
         ("unmasked", False, seeds), ("masked", True, seeds),
-        ("masked_neutral", {"placeholders": "neutral"}, neutral_seeds)]
+        ("masked_neutral", {"placeholders": "neutral"}, neutral_seeds),
+        ("masked_linked", {"link_rows": True}, linked_seeds)]
     for name, mask, variant_seeds in variants:
         runs = []
         for seed in variant_seeds:
@@ -180,19 +183,25 @@ def report(parts: dict[str, Any]) -> None:
                  f"{b['masked'].get('per_seed')}): test accuracy unmasked "
                  f"{b['unmasked']['accuracy']:.4f}, masked (train, dev and test) "
                  f"{b['masked']['accuracy']:.4f}: {drop:+.2f} points lost to masking."]
-        if "masked_neutral" in b:
-            n = b["masked_neutral"]
-            same = [s for s in b["neutral_seeds"] if s in b["seeds"]]
-            base = [b["unmasked"]["per_seed"][b["seeds"].index(s)] for s in same]
-            neutral_drop = (sum(base) / len(base) - n["accuracy"]) * 100 if base else None
-            text += ["", f"With neutral placeholders (`mask_pii: {{placeholders: neutral}}`, "
-                     f"<PII_n>; seeds {', '.join(map(str, b['neutral_seeds']))}): "
-                     f"{n['accuracy']:.4f}"
-                     + (f", {neutral_drop:+.2f} points against unmasked on the same seeds."
-                        if neutral_drop is not None else ".")]
-            results["masked_training_drop_neutral_pts"] = (round(neutral_drop, 2)
-                                                           if neutral_drop is not None
-                                                           else None)
+        per_seed = [round((u - m) * 100, 2) for u, m in zip(
+            b["unmasked"]["per_seed"], b["masked"]["per_seed"], strict=True)]
+        text += [f"Per seed, points lost: {per_seed}. Placeholders are numbered afresh in "
+                 "each text (the default)."]
+        for variant, setting, key in (
+                ("masked_neutral", "`{placeholders: neutral}`, <PII_n>", "neutral"),
+                ("masked_linked", "`{link_rows: true}`, one numbering per file, so "
+                 "placeholders such as <CARD_2817> appear", "linked")):
+            if variant not in b:
+                continue
+            n, seeds = b[variant], b[f"{key}_seeds"]
+            base = [b["unmasked"]["per_seed"][b["seeds"].index(s)] for s in seeds
+                    if s in b["seeds"]]
+            lost = round((sum(base) / len(base) - n["accuracy"]) * 100, 2) + 0.0 if base else None
+            text += ["", f"Masked with {setting} (seeds {', '.join(map(str, seeds))}): "
+                     f"{n['accuracy']:.4f}" + (f", {lost:+.2f} points lost against unmasked "
+                                               "on the same seeds." if lost is not None
+                                               else ".")]
+            results[f"masked_training_drop_{key}_pts"] = lost
         results["masked_training_drop_pts"] = round(drop, 2)
     text += ["", f"Machine: {machine_line()}."]
     update_section("privacy", "## Masking personal data (`python bench/privacy.py`)\n\n"
@@ -211,6 +220,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="42", help="training seeds for Banking77")
     parser.add_argument("--neutral-seeds", default="42",
                         help="seeds of the run with neutral placeholders (<PII_n>)")
+    parser.add_argument("--linked-seeds", default="42",
+                        help="seeds of the run with one numbering per file (link_rows)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
@@ -222,7 +233,8 @@ def main() -> None:
     if not args.skip_training:
         steps["banking77"] = lambda: banking77(
             args.banking77_share, [int(x) for x in args.seeds.split(",")],
-            [int(x) for x in args.neutral_seeds.split(",")])
+            [int(x) for x in args.neutral_seeds.split(",")],
+            [int(x) for x in args.linked_seeds.split(",")])
     for name, step in steps.items():
         saved = OUT / f"{name}.json"
         if not saved.is_file() and not args.report:

@@ -186,14 +186,19 @@ def test_each_type_is_found_in_english_and_chinese(masker: Masker) -> None:
     assert masker.find(f"编号{cn_id[:-1]}1。") == []
 
 
-def test_the_same_value_gets_the_same_placeholder_within_a_session(masker: Masker) -> None:
+def test_placeholders_are_numbered_per_text_unless_rows_are_linked(masker: Masker) -> None:
+    texts = ["mail a@example.com or b@example.com, a@example.com",
+             "b@example.com again, and +44 20 7946 0958"]
     with masker.session():
-        first, second = masker.mask(["mail a@example.com or b@example.com",
-                                     "b@example.com again, and +44 20 7946 0958"])
-    assert first == "mail <EMAIL_1> or <EMAIL_2>"
-    assert second == "<EMAIL_2> again, and <PHONE_1>"
-    assert masker.mask_tokens([["write", "to", "a@example.com", "now"]]) == \
-        [["write", "to", "<EMAIL_1>", "now"]]
+        assert masker.mask(texts) == ["mail <EMAIL_1> or <EMAIL_2>, <EMAIL_1>",
+                                      "<EMAIL_1> again, and <PHONE_1>"]
+        assert masker.mask_tokens([["to", "a@example.com"], ["cc", "b@example.com"]]) == \
+            [["to", "<EMAIL_1>"], ["cc", "<EMAIL_1>"]]
+        assert masker.made == {"email": 6, "phone": 1}
+    linked = Masker(MaskOptions(link_rows=True))
+    with linked.session():
+        assert linked.mask(texts) == ["mail <EMAIL_1> or <EMAIL_2>, <EMAIL_1>",
+                                      "<EMAIL_2> again, and <PHONE_1>"]
     neutral = Masker(MaskOptions(placeholders="neutral"))
     assert neutral.mask(["a@example.com, +44 20 7946 0958, a@example.com"]) == \
         ["<PII_1>, <PII_2>, <PII_1>"]
@@ -224,6 +229,12 @@ def test_mask_command_on_csv_and_conll(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.csv").read_text().splitlines() == [
         "text,label", "call <PHONE_1> now,a", "again <PHONE_1>,b"]
+    assert "values masked: 2 phone" in result.stdout
+    source = write_csv(tmp_path / "in.csv", [("call 13812345678 or 13912345678", "a"),
+                                             ("again 13912345678", "b")])
+    result = cli("mask", str(source), "--output", str(tmp_path / "out.csv"), "--link-rows")
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:] == [
+        "call <PHONE_1> or <PHONE_2>,a", "again <PHONE_2>,b"]
     conll = tmp_path / "in.conll"
     conll.write_text("Mail O\nbob@example.com O\n\nCall O\n+1 O\n")
     result = cli("mask", str(conll), "--output", str(tmp_path / "out.conll"))

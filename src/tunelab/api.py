@@ -83,15 +83,15 @@ def explain(model: Predictor | str | Path, text: str, label: str | None = None,
 
 
 def mask(texts: list[str], types: list[str] | None = None,
-         names_run: str | Path | None = None) -> list[str]:
-    """The texts with personal data replaced by numbered placeholders, one numbering for the
-    list (see tunelab.privacy and `data.mask_pii`)."""
+         names_run: str | Path | None = None, link_rows: bool = False) -> list[str]:
+    """The texts with personal data replaced by numbered placeholders, numbered per text or,
+    with `link_rows`, across the list (see tunelab.privacy and `data.mask_pii`)."""
     from tunelab.config import validate_options
     from tunelab.privacy.examples import masker_for
     from tunelab.privacy.options import DEFAULT_TYPES, MaskOptions
 
     options = validate_options(MaskOptions, {"types": types or list(DEFAULT_TYPES),
-                                             "names_run": names_run})
+                                             "names_run": names_run, "link_rows": link_rows})
     masker = masker_for(options.model_dump_json())
     with masker.session():
         return masker.mask(texts)

@@ -62,22 +62,26 @@ def mask(
     names_run: Annotated[Path | None, typer.Option(
         help="A token-classification run whose PER entities are masked as <PERSON_n>")
     ] = None,
+    link_rows: Annotated[bool, typer.Option(
+        "--link-rows", help="Number across the file, so one value gets one placeholder in "
+        "every row (this links a person's rows; leave it off for training data)")] = False,
 ) -> None:
-    """Replace personal data with numbered placeholders (<PHONE_1>, <EMAIL_2>, ...): the
-    same value gets the same placeholder throughout the file."""
+    """Replace personal data with numbered placeholders (<PHONE_1>, <EMAIL_2>, ...),
+    numbered afresh in each row: the same value gets the same placeholder within a row."""
     from tunelab.config_checks import validate_options
     from tunelab.privacy.options import DEFAULT_TYPES, MaskOptions
 
     options = validate_options(MaskOptions, {
         "types": [t.strip() for t in types.split(",")] if types else list(DEFAULT_TYPES),
-        "names_run": names_run}, lambda name: "--" + (name or "types").replace("_", "-"))
+        "names_run": names_run, "link_rows": link_rows},
+        lambda name: "--" + (name or "types").replace("_", "-"))
     quiet_libraries()
     from tunelab.privacy.files import mask_file
 
     counts = mask_file(file, output, options,
                        [c.strip() for c in columns.split(",")] if columns else None)
     found = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing"
-    out.print(f"wrote {output}: distinct values masked: {found}", highlight=False)
+    out.print(f"wrote {output}: values masked: {found}", highlight=False)
 
 
 def audit(

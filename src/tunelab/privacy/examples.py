@@ -1,4 +1,4 @@
-"""Mask the texts of a task's examples, one numbering per file."""
+"""Mask the texts of a task's examples."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def _delimited(columns: Sequence[str], rows: list[dict[str, Any]], delimiter: st
 
 def mask_file(path: Path, output: Path, options: MaskOptions, columns: Sequence[str] | None
               ) -> dict[str, int]:
-    """Write `path` masked to `output`; the count of placeholders of each kind made. Text
+    """Write `path` masked to `output`; how many values of each type it replaced. Text
     files: the named columns (default: text). CoNLL files: the tokens, one placeholder per
     covered token, so the tags still line up (extra columns are not kept)."""
     fmt = detect_format(path)
@@ -65,4 +65,4 @@ def mask_file(path: Path, output: Path, options: MaskOptions, columns: Sequence[
             else:
                 write_text(output, _delimited(table.columns, rows, "," if fmt == "csv"
                                               else "\t"))
-        return dict(masker.numbering.counts)
+        return dict(masker.made)

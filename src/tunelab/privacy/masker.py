@@ -3,13 +3,14 @@
 The analyzer runs on presidio's NoOpNlpEngine, one of its engines that load no spaCy model
 (the default engine downloads one and fails offline); every recogniser used here is
 self-contained: regular expressions with check digits, phonenumbers, and a tunelab NER run
-for names. The same value gets the same placeholder within one `Masker.session()`, such
-as one file, so the model still sees that two mentions are one.
+for names. The same value gets the same placeholder within a text, so the model still sees
+that two mentions are one; with `link_rows`, within a whole `Masker.session()` (a file).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -98,8 +99,8 @@ class Numbering:
 
 
 class Masker:
-    """`mask(texts)` masks a list of texts with one numbering; `find(text)` lists the
-    personal data in a text as (type, start, end, score)."""
+    """`mask(texts)` masks a list of texts; `find(text)` lists the personal data in a text
+    as (type, start, end, score). `made` counts the values replaced, by placeholder."""
 
     def __init__(self, options: MaskOptions | None = None) -> None:
         from presidio_anonymizer import AnonymizerEngine
@@ -109,15 +110,23 @@ class Masker:
         self.anonymizer = AnonymizerEngine()
         self.kind_of = {entity: kind for kind in self.options.types for entity in TYPES[kind]}
         self.numbering = Numbering(self.options.placeholders == "neutral")
+        self.made: Counter[str] = Counter()
 
     @contextmanager
     def session(self) -> Iterator[Masker]:
-        """One numbering for everything masked inside: a file, a batch of feedback."""
-        outer, self.numbering = self.numbering, Numbering(self.numbering.neutral)
+        """Everything masked inside counts together, and with `link_rows` shares one
+        numbering: a file, a batch of feedback."""
+        outer = self.numbering, self.made
+        self.numbering, self.made = Numbering(self.numbering.neutral), Counter()
         try:
             yield self
         finally:
-            self.numbering = outer
+            self.numbering, self.made = outer
+
+    def _next_text(self) -> Numbering:
+        if not self.options.link_rows:
+            self.numbering = Numbering(self.numbering.neutral)
+        return self.numbering
 
     def analyze(self, text: str) -> list[Any]:
         if not text.strip():
@@ -146,9 +155,11 @@ class Masker:
             for entity, kind in self.kind_of.items()}
         out = []
         for text in texts:
-            found = self.resolved(text)
+            numbering, found = self._next_text(), self.resolved(text)
             for r in found:  # <X_1> is the first one read; a span lost to an overlap gets none
-                self.numbering.placeholder(self.kind_of[r.entity_type], text[r.start:r.end])
+                kind = self.kind_of[r.entity_type]
+                numbering.placeholder(kind, text[r.start:r.end])
+                self.made[kind] += 1
             out.append(self.anonymizer.anonymize(text, found, operators).text if found else text)
         return out
 
@@ -162,9 +173,10 @@ class Masker:
             self.names.prepare([text for text, _ in joined])
         out = []
         for (text, offsets), tokens in zip(joined, sentences, strict=True):
-            masked = list(tokens)
+            masked, numbering = list(tokens), self._next_text()
             for kind, start, end, _ in self.find(text) if text.strip() else []:
-                value = self.numbering.placeholder(kind, text[start:end])
+                value = numbering.placeholder(kind, text[start:end])
+                self.made[kind] += 1
                 for i, (first, last) in enumerate(offsets):
                     if first < end and last > start:
                         masked[i] = value

@@ -49,6 +49,10 @@ class MaskOptions(BaseModel):
     min_score: float = Field(default=0.3, ge=0.0, le=1.0)
     # typed: <PHONE_1>, <CARD_2>; neutral: <PII_1>, <PII_2> (no type word in the text)
     placeholders: Literal["typed", "neutral"] = "typed"
+    # off: numbers restart in each text, so <EMAIL_1> means "the text's first address".
+    # Numbering across a whole file links one person's rows, and a model trained on it
+    # learns from numbers (<CARD_2817>) that mean nothing in the next file.
+    link_rows: bool = False
 
     @field_validator("types")
     @classmethod

@@ -8,8 +8,8 @@ from typing import Any
 
 
 class ServiceMasker:
-    """Loaded on first use (presidio takes seconds to import), then shared; a masked batch
-    of texts has one numbering, so a placeholder means the same value within a request."""
+    """Loaded on first use (presidio takes seconds to import), then shared; each text is
+    numbered on its own, as training data is, so feedback retrains on the same forms."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
