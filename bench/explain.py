@@ -44,7 +44,6 @@ def test_texts(data: str, n: int, seed: int = 0) -> list[str]:
 
 
 def deletion(data: str, method: str, n: int) -> dict[str, Any]:
-    import torch
 
     import tunelab
     from tunelab.explain.explainer import explain
@@ -66,7 +65,7 @@ def deletion(data: str, method: str, n: int) -> dict[str, Any]:
             variants += [words.without(set(rng.sample(range(len(words.words)), k)))
                          for _ in range(RANDOM_DRAWS)]
         logits = model.task.logits(model.model, model.tokenizer, variants, None, 64)
-        probs = class_probs(model.task, torch.as_tensor(logits)).numpy()[:, label]
+        probs = class_probs(model.task, logits)[:, label]
         at = 1
         for k in KS:
             top[k].append(float(probs[0] - probs[at]))

@@ -224,10 +224,10 @@ def predict(
     if input_ is not None:
         inputs += _read_inputs(input_, text_column, pair_column, run)
     quiet_libraries()
-    from tunelab.api import load
     from tunelab.models import warn_if_unreadable
+    from tunelab.predictor import Predictor  # not tunelab.api: that imports the trainer
 
-    model = load(run, backend)
+    model = Predictor(run, backend)
     model.check_inputs(inputs)  # a clear error before the tokenizer sees a bad text
     warn_if_unreadable(model.tokenizer, [i if isinstance(i, str) else " ".join(i)
                                          for i in inputs], "the input",

@@ -36,11 +36,16 @@ def quiet_libraries() -> None:
     if not any(isinstance(handler, TerminalHandler) for handler in ours.handlers):
         ours.addHandler(TerminalHandler(logging.WARNING))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from datasets.utils.logging import disable_progress_bar as quiet_datasets
+    # "Saving the dataset" bars of the token cache; datasets (and pandas, pyarrow with it)
+    # is imported only where a command uses it, so that serving an exported model does not
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "datasets" in sys.modules:
+        from datasets.utils.logging import disable_progress_bar as quiet_datasets
+
+        quiet_datasets()
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as transformers_logging
 
-    quiet_datasets()  # "Saving the dataset" bars of the token cache
     transformers_logging.set_verbosity_error()
     disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
     transformers_logging.disable_progress_bar()

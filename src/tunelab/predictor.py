@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from transformers import AutoTokenizer
 
 from tunelab import registry
 from tunelab.config import RunConfig, load_config, read_yaml, validate_options
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, ModelError
 from tunelab.export.base import Exporter
-from tunelab.run_data import read_examples
 from tunelab.rundir import MODEL_META, read_json
 from tunelab.tasks.base import EvalResult, Task
 
@@ -79,6 +77,18 @@ def exported_model(run_dir: Path, backend: str) -> tuple[type[Exporter], Path] |
     return exporter, found
 
 
+def load_tokenizer(model_dir: Path, torch_model: bool) -> Any:
+    """The run's tokenizer. An exported model gets it straight from tokenizer.json: the Auto
+    class imports torch, which an exported model predicts without."""
+    if not torch_model and (model_dir / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+
+
 class Predictor:
     """A trained model ready for `predict(texts)` and `evaluate(file)`. `backend`: auto (the
     exported model when there is one, else PyTorch), torch, or an exporter's backend
@@ -101,7 +111,7 @@ class Predictor:
             self.backend = path.name
             self.model = exporter.load(path, threads, spinning)
         self.model.eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.tokenizer = load_tokenizer(self.model_dir, torch_model=exported is None)
 
     @property
     def labels(self) -> list[str]:
@@ -158,6 +168,8 @@ class Predictor:
                            missing={"data": {"train": str(data)}}, saved=True)
 
     def read_labelled(self, path: Path, config: RunConfig | None = None) -> Any:
+        from tunelab.run_data import read_examples
+
         config = config or self.run_config(data=path)
         examples = read_examples(self.task, path, config)
         self.task.check_examples(examples, "the model's label set")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from tunelab.errors import DataError
-from tunelab.explain import integrated, occlusion
+from tunelab.explain import occlusion
 from tunelab.explain.target import EntityTarget, Words, label_index, pick_method
+from tunelab.inference import softmax
 
 
 def explain(predictor: Any, text: str, label: str | None = None, method: str = "auto",
@@ -28,6 +27,8 @@ def explain(predictor: Any, text: str, label: str | None = None, method: str = "
     out: dict[str, Any] = {"method": chosen}
     target = None if label is None else label_index(predictor.task, label)
     if chosen == "integrated-gradients":
+        from tunelab.explain import integrated
+
         probs, scores, delta = integrated.text_scores(*args, target, n_steps)
         out["completeness_gap"] = round(delta, 6)
     else:
@@ -48,13 +49,15 @@ def _entities(predictor: Any, words: Words, label: str | None, chosen: str, n_st
         raise DataError(f"label '{label}' is not one of the model's entity types: "
                         f"{', '.join(kinds)}")
     logits = task.word_logits(predictor.model, predictor.tokenizer, [words.words], batch_size)
-    probs = torch.softmax(torch.as_tensor(logits[0]), dim=-1).numpy()
+    probs = softmax(logits[0])
     ids = probs.argmax(-1)
     entities = [EntityTarget(kind, first, end, [int(i) for i in ids[first:end]])
                 for kind, first, end in entity_spans(task._tags(ids))
                 if label is None or kind == label]
     args = (task, predictor.model, predictor.tokenizer, words, entities)
     if chosen == "integrated-gradients":
+        from tunelab.explain import integrated
+
         results = integrated.entity_scores(*args, n_steps)
     else:
         results = [(s, None) for s in occlusion.entity_scores(*args, batch_size)]

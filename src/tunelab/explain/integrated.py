@@ -9,9 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunelab.explain.target import EntityTarget, Words, class_probs, input_embeddings
+from tunelab.explain.target import EntityTarget, Words, input_embeddings
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def torch_probs(task: Any, logits: torch.Tensor) -> torch.Tensor:
+    """As target.class_probs, differentiably."""
+    if getattr(task, "multi_label", False):
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
 
 
 def _attribute(model: Any, tokenizer: Any, encoded: Any, forward: Forward, n_steps: int
@@ -50,13 +57,13 @@ def text_scores(task: Any, model: Any, tokenizer: Any, words: Words, label: int 
     offsets = encoded.pop("offset_mapping")[0].tolist()
     device = next(model.parameters()).device
     with torch.no_grad():
-        probs = class_probs(task, model(**{k: v.to(device) for k, v in encoded.items()})
+        probs = torch_probs(task, model(**{k: v.to(device) for k, v in encoded.items()})
                             .logits)[0].float().cpu().numpy()
     chosen = int(probs.argmax()) if label is None else label
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return class_probs(task, logits)[:, chosen]
+        return torch_probs(task, logits)[:, chosen]
 
     token_scores, delta = _attribute(model, tokenizer, encoded, forward, n_steps)
     token_words = [next((w for w, (s, e) in enumerate(words.spans) if s <= a < e), None)

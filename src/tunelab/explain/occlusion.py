@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from tunelab.explain.target import EntityTarget, Words, class_probs
+from tunelab.inference import softmax
 
 
 def text_scores(task: Any, model: Any, tokenizer: Any, words: Words, label: int | None,
@@ -17,7 +17,7 @@ def text_scores(task: Any, model: Any, tokenizer: Any, words: Words, label: int 
     the predicted label when None)."""
     variants = [words.text] + [words.without(i) for i in range(len(words.words))]
     logits = task.logits(model, tokenizer, variants, None, batch_size)
-    probs = class_probs(task, torch.as_tensor(logits)).numpy()
+    probs = class_probs(task, logits)
     chosen = int(probs[0].argmax()) if label is None else label
     return probs[0], probs[0, chosen] - probs[1:, chosen]
 
@@ -38,7 +38,7 @@ def entity_scores(task: Any, model: Any, tokenizer: Any, words: Words,
     sentences = [words.words] + [words.words[:i] + words.words[i + 1:]
                                  for i in range(len(words.words))]
     logits = task.word_logits(model, tokenizer, sentences, batch_size)
-    probs = [torch.softmax(torch.as_tensor(x), dim=-1).numpy() for x in logits]
+    probs = [softmax(x) for x in logits]
     return [np.array([entity_probability(probs[0], entity, None)
                       - entity_probability(probs[i + 1], entity, i)
                       for i in range(len(words.words))]) for entity in entities]

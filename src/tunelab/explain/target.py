@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from tunelab.errors import DataError
+from tunelab.inference import sigmoid, softmax, takes_numpy
 from tunelab.tasks.alignment import words_with_offsets
 
 METHODS = ("auto", "integrated-gradients", "occlusion")
@@ -61,15 +61,17 @@ def label_index(task: Any, label: str) -> int:
     return labels.index(label)
 
 
-def class_probs(task: Any, logits: torch.Tensor) -> torch.Tensor:
+def class_probs(task: Any, logits: Any) -> np.ndarray:
     """Probabilities as the task decides with them: sigmoid for multi-label, else softmax."""
-    if getattr(task, "multi_label", False):
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=-1)
+    return sigmoid(logits) if getattr(task, "multi_label", False) else softmax(logits)
 
 
-def input_embeddings(model: Any) -> torch.nn.Module | None:
+def input_embeddings(model: Any) -> Any:
     """The token embedding layer Integrated Gradients walks along, if the model has one."""
+    if takes_numpy(model):
+        return None
+    import torch
+
     for owner in (model, getattr(model, "encoder", None)):
         getter = getattr(owner, "get_input_embeddings", None)
         if callable(getter):
@@ -82,7 +84,7 @@ def input_embeddings(model: Any) -> torch.nn.Module | None:
 def pick_method(method: str, model: Any) -> str:
     if method not in METHODS:
         raise DataError(f"method '{method}': choose one of {', '.join(METHODS)}")
-    torch_model = isinstance(model, torch.nn.Module) and input_embeddings(model) is not None
+    torch_model = input_embeddings(model) is not None
     if method == "integrated-gradients" and not torch_model:
         raise DataError("method integrated-gradients needs the PyTorch model (--backend "
                         "torch); exported models are explained by occlusion")

@@ -1,25 +1,26 @@
 """An ONNX Runtime session behind the call interface of a transformers model, so that the
-tasks' batching, decoding and scoring code runs unchanged on either backend."""
+tasks' batching, decoding and scoring code runs unchanged on either backend. It takes and
+gives numpy arrays (`takes_numpy`), so a served model needs no torch."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import torch
 
 
 class OnnxModel:
-    device = torch.device("cpu")
+    takes_numpy = True
 
     def __init__(self, path: Path, threads: int | None = None, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         if not spinning:  # a server shares its cores; idle spinning would steal them
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -38,7 +39,16 @@ class OnnxModel:
         if "token_type_ids" in self.input_names and "token_type_ids" not in feeds:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
         (logits,) = self.session.run(["logits"], feeds)
-        return SimpleNamespace(logits=torch.from_numpy(logits))
+        return SimpleNamespace(logits=logits)
+
+
+def default_threads() -> int:
+    """What torch would use (its intra-op default: the cores this process may run on)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 def file_mb(path: Path) -> float:

@@ -103,6 +103,9 @@ class Masker:
     as (type, start, end, score). `made` counts the values replaced, by placeholder."""
 
     def __init__(self, options: MaskOptions | None = None) -> None:
+        from tunelab.privacy.loading import import_presidio
+
+        import_presidio()
         from presidio_anonymizer import AnonymizerEngine
 
         self.options = options or MaskOptions()

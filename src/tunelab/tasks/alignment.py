@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
 from tunelab.inference import batched_outputs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
 WORD = re.compile(r"\w+(?:[-'\u2019.]\w+)*|[^\w\s]")
@@ -104,14 +105,19 @@ def _with_visible_words(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[
     return out
 
 
-def word_outputs(run: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+def word_outputs(run: Callable[[dict[str, Any]], Any],
                  tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
-                 max_length: int, batch_size: int = 64) -> list[np.ndarray]:
+                 max_length: int, batch_size: int = 64, as_numpy: bool = False
+                 ) -> list[np.ndarray]:
     """Per-word vectors (logits or hidden states) of `run` over `sentences`, one array of shape
-    (words, dim) per sentence, read at each word's first subword."""
+    (words, dim) per sentence, read at each word's first subword. `run` takes torch tensors,
+    or numpy arrays with `as_numpy`."""
+    from transformers import DataCollatorForTokenClassification
+
     windows = encode_windows(tokenizer, sentences, max_length)
-    values = batched_outputs(run, DataCollatorForTokenClassification(tokenizer),
-                             windows.features, batch_size)
+    collator = DataCollatorForTokenClassification(tokenizer,
+                                                  return_tensors="np" if as_numpy else "pt")
+    values = batched_outputs(run, collator, windows.features, batch_size)
     best: list[dict[int, tuple[int, np.ndarray]]] = [{} for _ in sentences]
     for w, window_values in enumerate(values):
         _keep_best(best[windows.sentence[w]], windows.word_ids[w], windows.starts[w],

@@ -15,16 +15,30 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunelab.data.examples import Examples
 from tunelab.data.readers import Table
-from tunelab.models import ResolvedModel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # an exported model predicts without torch: these load only to train
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from tunelab.config import RunConfig
+    from tunelab.models import ResolvedModel
+
+
+class TransformersClass:
+    """A class attribute naming a transformers class, imported on first use: importing the
+    Auto model classes imports torch, which a served exported model does without."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        import transformers
+
+        return getattr(transformers, self.name)
 
 
 class NoOptions(BaseModel):
@@ -166,10 +180,12 @@ class Task(metaclass=_BuiltOnce):
         base = getattr(model, model.base_model_prefix, None)
         names = [name for name, module in model.named_children()
                  if module is not base and any(True for _ in module.parameters())]
+        from torch import nn
+
         pooler = getattr(base, "pooler", None) if base is not None else None
         if pooler is not None:  # its projection by name: peft merges Linear layers only
             names += [f"pooler.{name}" for name, module in pooler.named_children()
-                      if isinstance(module, torch.nn.Linear)]
+                      if isinstance(module, nn.Linear)]
         return names
 
     # --- scoring -------------------------------------------------------------

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
-from transformers import PreTrainedModel
 
 from tunelab.errors import DataError
 from tunelab.models import ResolvedModel, pretrained_config
 from tunelab.tasks.base import EvalResult, Task
-from tunelab.tasks.head_growth import carry_head_rows, output_layer
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from tunelab.config import RunConfig
 
 
@@ -123,6 +123,8 @@ class LabelledTask(Task):
                 "%s: %d encoder weights are not in the checkpoint and start random (%s); "
                 "check that model.name is the model you meant", resolved.source,
                 len(encoder), ", ".join(encoder[:4]))
+        from tunelab.tasks.head_growth import carry_head_rows, output_layer
+
         name, _ = output_layer(model, len(self.labels))
         carried = carry_head_rows(model, resolved.source, self.labels)
         # read by training/probe_start.py: only a head that nothing was loaded into is

@@ -8,8 +8,6 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
-from datasets import Dataset
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,17 +16,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from transformers import (
-    AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
-    PreTrainedTokenizerBase,
-)
 
 from tunelab.data.readers import Table
 from tunelab.errors import DataError, did_you_mean
-from tunelab.evaluation import classification as scores
-from tunelab.inference import as_features, batched_outputs, on_device
-from tunelab.tasks.base import EvalResult
+from tunelab.inference import as_features, batched_outputs, for_model, on_device, sigmoid, softmax
+from tunelab.tasks.base import EvalResult, TransformersClass
 from tunelab.tasks.labelled import LabelledOptions, LabelledTask, unique_labels
 from tunelab.tasks.out_of_scope import (
     OOS_ID,
@@ -41,6 +33,10 @@ from tunelab.tasks.out_of_scope import (
 from tunelab.tasks.text_examples import TextExamples, natural_key, read_text_examples
 
 if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
     from tunelab.config import RunConfig
 
 
@@ -89,7 +85,7 @@ class TextClassification(LabelledTask):
     Prediction = TextPrediction
     Request = TextRequest
     peft_task_type = "SEQ_CLS"
-    auto_model = AutoModelForSequenceClassification
+    auto_model = TransformersClass("AutoModelForSequenceClassification")
     headline_metrics = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
     trainer_metrics = ("accuracy", "f1_macro", "f1_micro", "f1_weighted")
     report_kind = "Per-class report"
@@ -177,12 +173,16 @@ class TextClassification(LabelledTask):
         return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(self, examples: TextExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        from datasets import Dataset
+
         encoded = dict(self.tokenize(tokenizer, examples.texts, examples.pairs))
         encoded["labels"] = self.label_ids(examples).tolist()
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return Dataset.from_dict(encoded)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer)
 
     def model_config_kwargs(self) -> dict[str, Any]:
@@ -195,11 +195,10 @@ class TextClassification(LabelledTask):
     # --- scoring ----------------------------------------------------------
     def decide(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, predicted ids or multi-hot) from logits."""
-        tensor = torch.as_tensor(logits, dtype=torch.float32)
         if self.multi_label:
-            probs = torch.sigmoid(tensor).numpy()
+            probs = sigmoid(logits)
             return probs, (probs >= self.threshold).astype(np.float32)
-        probs = torch.softmax(tensor, dim=-1).numpy()
+        probs = softmax(logits)
         predicted = probs.argmax(axis=-1)
         if self.oos is not None and self.oos.threshold is not None and len(logits):
             below = in_scope_scores(logits, self.oos.score) < self.oos.threshold
@@ -211,6 +210,8 @@ class TextClassification(LabelledTask):
         if not self.multi_label:  # out-of-scope rows are scored by the threshold, not here
             keep = label_ids != OOS_ID
             label_ids, predicted = label_ids[keep], predicted[keep]
+        from tunelab.evaluation import classification as scores  # sklearn: not to predict
+
         return scores.trainer_metrics(label_ids, predicted)
 
     def check_splits(self, train: TextExamples, dev: TextExamples, test: TextExamples) -> None:
@@ -238,6 +239,8 @@ class TextClassification(LabelledTask):
 
     def _result(self, gold: np.ndarray, predicted: np.ndarray,
                 labels: list[str] | None = None) -> EvalResult:
+        from tunelab.evaluation import classification as scores
+
         labels = labels or self.labels
         return EvalResult(
             metrics=scores.all_metrics(gold, predicted, self.multi_label),
@@ -246,6 +249,8 @@ class TextClassification(LabelledTask):
         )
 
     def evaluate(self, examples: TextExamples, logits: np.ndarray) -> EvalResult:
+        from tunelab.evaluation import classification as scores
+
         gold = self.label_ids(examples)
         probs, predicted = self.decide(logits)
         labels = self.labels
@@ -311,7 +316,8 @@ class TextClassification(LabelledTask):
         features = as_features(encoded)
         model.eval()
         return np.stack(batched_outputs(lambda batch: model(**on_device(model, batch)).logits,
-                                        self.collator(tokenizer), features, batch_size, progress))
+                                        for_model(self.collator(tokenizer), model), features,
+                                        batch_size, progress))
 
     def predict(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 inputs: Sequence[Any], batch_size: int = 64, request: BaseModel | None = None
@@ -344,7 +350,6 @@ class TextClassification(LabelledTask):
 
     def agreement(self, a: Any, b: Any) -> float:
         if self.multi_label:
-            decided = [torch.sigmoid(torch.as_tensor(x, dtype=torch.float64)).numpy()
-                       >= self.threshold for x in (a, b)]
+            decided = [sigmoid(x, np.float64) >= self.threshold for x in (a, b)]
             return float((decided[0] == decided[1]).all(axis=-1).mean())
         return super().agreement(a, b)

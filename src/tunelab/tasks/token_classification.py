@@ -8,21 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from datasets import Dataset
 from pydantic import BaseModel, Field
-from transformers import (
-    AutoModelForTokenClassification,
-    DataCollatorForTokenClassification,
-    PreTrainedTokenizerBase,
-)
 
 from tunelab.data.examples import Examples
 from tunelab.data.readers import Table
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
-from tunelab.evaluation import entities as scores
-from tunelab.inference import on_device
+from tunelab.inference import on_device, softmax, takes_numpy
 from tunelab.tasks.alignment import (
     IGNORE,
     encode_windows,
@@ -30,11 +22,15 @@ from tunelab.tasks.alignment import (
     word_outputs,
     words_with_offsets,
 )
-from tunelab.tasks.base import EvalResult
+from tunelab.tasks.base import EvalResult, TransformersClass
 from tunelab.tasks.labelled import LabelledTask
 from tunelab.tasks.tagging import check_tags, detect_scheme, entity_spans, to_iob2
 
 if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
+
     from tunelab.config import RunConfig
 
 
@@ -89,7 +85,7 @@ class TokenClassification(LabelledTask):
     Prediction = EntityPrediction
     accepts_token_lists = True
     peft_task_type = "TOKEN_CLS"
-    auto_model = AutoModelForTokenClassification
+    auto_model = TransformersClass("AutoModelForTokenClassification")
     default_metric = "f1"
     headline_metrics = ("f1", "precision", "recall", "f1_macro", "token_accuracy")
     trainer_metrics = ("f1", "token_accuracy")
@@ -160,6 +156,8 @@ class TokenClassification(LabelledTask):
                         "the tag or add training examples of it")
 
     def encode(self, examples: TokenExamples, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        from datasets import Dataset
+
         index = self.label_index
         labels = [[index[tag] for tag in tags] for tags in examples.tags]
         windows = encode_windows(tokenizer, examples.tokens, self.max_length, labels)
@@ -168,6 +166,8 @@ class TokenClassification(LabelledTask):
         return Dataset.from_dict(columns)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForTokenClassification:
+        from transformers import DataCollatorForTokenClassification
+
         return DataCollatorForTokenClassification(tokenizer)
 
     # --- scoring ----------------------------------------------------------
@@ -182,9 +182,13 @@ class TokenClassification(LabelledTask):
             keep = row_gold != IGNORE
             gold.append([self.labels[i] for i in row_gold[keep]])
             guess.append(self._tags(row_pred[keep]))
+        from tunelab.evaluation import entities as scores  # seqeval: not to predict
+
         return scores.trainer_metrics(gold, guess)
 
     def _result(self, examples: TokenExamples, predicted: list[list[str]]) -> EvalResult:
+        from tunelab.evaluation import entities as scores
+
         metrics = scores.entity_metrics(examples.tags, predicted)
         per_type = {key[3:]: value for key, value in metrics.items()
                     if key.startswith("f1_") and key != "f1_macro"}
@@ -194,8 +198,9 @@ class TokenClassification(LabelledTask):
     def evaluate(self, examples: TokenExamples, logits: list[np.ndarray]) -> EvalResult:
         predicted = [self._tags(word_logits.argmax(-1)) for word_logits in logits]
         result = self._result(examples, predicted)
-        result.figures["entities.png"] = lambda fig: scores.plot_entity_scores(fig,
-                                                                               result.metrics)
+        from tunelab.evaluation.entities import plot_entity_scores
+
+        result.figures["entities.png"] = lambda fig: plot_entity_scores(fig, result.metrics)
         for i, tags in enumerate(predicted):
             words = examples.tokens[i]
             gold = [(kind, " ".join(words[a:b])) for kind, a, b in entity_spans(examples.tags[i])]
@@ -222,7 +227,8 @@ class TokenClassification(LabelledTask):
                      sentences: Sequence[Sequence[str]], batch_size: int) -> list[np.ndarray]:
         model.eval()
         return word_outputs(lambda batch: model(**on_device(model, batch)).logits,
-                            tokenizer, sentences, self.max_length, batch_size)
+                            tokenizer, sentences, self.max_length, batch_size,
+                            as_numpy=takes_numpy(model))
 
     def logits_for_examples(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                             examples: TokenExamples, batch_size: int = 64) -> list[np.ndarray]:
@@ -248,7 +254,7 @@ class TokenClassification(LabelledTask):
         out = []
         for text, spans, word_logits in zip(texts, offsets, self.word_logits(
                 model, tokenizer, sentences, batch_size), strict=True):
-            probs = torch.softmax(torch.as_tensor(word_logits), dim=-1).numpy()
+            probs = softmax(word_logits)
             tags = self._tags(probs.argmax(-1))
             entities = []
             for kind, first, end in entity_spans(tags):

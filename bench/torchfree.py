@@ -1,0 +1,111 @@
+"""Serving an exported model without torch: cold start and memory of `tunelab serve`.
+
+    python bench/torchfree.py            # 5 starts of each backend, alternating
+
+Each start is a fresh `tunelab serve` process on the Banking77 full fine-tuning run of
+`bench/methods.py` (MiniLM-L6): the int8 ONNX export, which imports no torch, against the
+same run on the PyTorch backend, measured in the same run. Cold start: from the process
+start until its first prediction is answered. Memory: the server's resident set once the
+masker (on by default, loaded at start with --log-texts) is in, after the first answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from common import WORK, free_port, machine_line, update_results, update_section
+
+RUN = WORK / "methods" / "runs" / "banking77__full__0.0001__e3__every100"
+BACKENDS = {"onnx int8 (no torch)": "onnx", "torch": "torch"}
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def one_start(run: Path, backend: str, store: Path) -> dict[str, Any]:
+    port = free_port()
+    body = json.dumps({"texts": ["my card has not arrived yet"]}).encode()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "serve", str(run), "--backend", backend,
+         "--port", str(port), "--no-auth", "--log-texts"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TUNELAB_DB_URL": f"sqlite:///{store}"})
+    try:
+        while True:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", body,
+                                             {"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=10).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - started > 120:
+                    raise RuntimeError(f"tunelab serve --backend {backend} did not "
+                                       "answer") from None
+                time.sleep(0.01)
+        cold = time.perf_counter() - started
+        loaded = Path(f"/proc/{server.pid}/maps").read_text()
+        return {"cold_start_s": cold, "rss_mb": rss_mb(server.pid),
+                "torch_loaded": "/torch/lib/" in loaded}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def report(results: dict[str, Any]) -> None:
+    rows, base = results["rows"], results["rows"]["torch"]
+    lines = ["| backend | cold start s (median) | x torch | RSS MB (median) | x torch | "
+             "torch loaded |", "|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['cold_start_s']:.2f} | "
+                     f"{row['cold_start_s'] / base['cold_start_s']:.2f} | {row['rss_mb']:.0f} | "
+                     f"{row['rss_mb'] / base['rss_mb']:.2f} | {row['torch_loaded']} |")
+    text = [f"Conditions: `{RUN.name}` (MiniLM-L6, Banking77), {results['starts']} fresh "
+            "`tunelab serve --log-texts --no-auth` processes per backend, alternating, with "
+            "personal-data masking on (the default; --log-texts loads it before the first "
+            "answer); cold start: process start to the first answered /v1/predict; RSS: the "
+            "server's resident set right after that answer. Nothing else ran on the machine. "
+            f"Machine: {machine_line()}.", "", *lines]
+    onnx = rows["onnx int8 (no torch)"]
+    update_results({"torchfree_rss_mb": round(onnx["rss_mb"], 1),
+                    "torchfree_cold_start_s": round(onnx["cold_start_s"], 2)})
+    update_section("torchfree", "## Serving without torch (`python bench/torchfree.py`)\n\n"
+                   + "\n".join(text))
+    print("\n".join(text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    saved = WORK / "torchfree.json"
+    if not args.report:
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in BACKENDS}
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.starts):
+                for name, backend in BACKENDS.items():
+                    samples[name].append(one_start(RUN, backend, Path(tmp) / f"{i}.db"))
+                    print(name, samples[name][-1], flush=True)
+        rows = {name: {"cold_start_s": statistics.median(s["cold_start_s"] for s in runs),
+                       "rss_mb": statistics.median(s["rss_mb"] for s in runs),
+                       "torch_loaded": any(s["torch_loaded"] for s in runs)}
+                for name, runs in samples.items()}
+        saved.write_text(json.dumps({"starts": args.starts, "rows": rows}, indent=2))
+    report(json.loads(saved.read_text()))
+
+
+if __name__ == "__main__":
+    main()
