@@ -72,10 +72,11 @@ def one_start(run: Path, backend: str, flags: list[str], store: Path) -> dict[st
 
 def report(results: dict[str, Any]) -> None:
     rows, base = results["rows"], results["rows"]["torch, --log-texts"]
-    lines = ["| variant | cold start s (median) | x torch | RSS MB (median) | x torch | "
-             "torch loaded | masker loaded |", "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | cold start s (median) | range | x torch | RSS MB (median) | x torch | "
+             "torch loaded | masker loaded |", "|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['cold_start_s']:.2f} | "
+        low, high = row["cold_start_range"]
+        lines.append(f"| {name} | {row['cold_start_s']:.2f} | {low:.2f} to {high:.2f} | "
                      f"{row['cold_start_s'] / base['cold_start_s']:.2f} | {row['rss_mb']:.0f} | "
                      f"{row['rss_mb'] / base['rss_mb']:.2f} | {row['torch_loaded']} | "
                      f"{row['masker_loaded']} |")
@@ -84,7 +85,8 @@ def report(results: dict[str, Any]) -> None:
             "masking on (the default; --log-texts loads it before the first answer, otherwise "
             "it loads in the background); cold start: process start to the first answered "
             f"/v1/predict; RSS: the server's resident set {SETTLE_S:g} s after that answer, "
-            "when the masker is in. Nothing else ran on the machine. "
+            "when the masker is in; a SQLite store kept from start to start, as a restarted "
+            "service's is (the first start creates it). Nothing else ran on the machine. "
             f"Machine: {machine_line()}.", "", *lines]
     onnx = rows["onnx int8 (no torch)"]
     update_results({"torchfree_rss_mb": round(onnx["rss_mb"], 1),
@@ -103,12 +105,14 @@ def main() -> None:
     if not args.report:
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
         with tempfile.TemporaryDirectory() as tmp:
-            for i in range(args.starts):
+            for _ in range(args.starts):
                 for name, (backend, flags) in VARIANTS.items():
                     samples[name].append(one_start(RUN, backend, flags,
-                                                   Path(tmp) / f"{i}-{backend}.db"))
+                                                   Path(tmp) / f"{backend}.db"))
                     print(name, samples[name][-1], flush=True)
         rows = {name: {"cold_start_s": statistics.median(s["cold_start_s"] for s in runs),
+                       "cold_start_range": [round(f(s["cold_start_s"] for s in runs), 2)
+                                            for f in (min, max)],
                        "rss_mb": statistics.median(s["rss_mb"] for s in runs),
                        "torch_loaded": any(s["torch_loaded"] for s in runs),
                        "masker_loaded": all(s["masker_loaded"] for s in runs)}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunelab.errors import ConfigError
@@ -121,8 +121,23 @@ def _create_private(database: str | None) -> None:
     os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+def head_revision() -> str:
+    """The newest migration's revision: migrations are named NNNN_what.py, revision NNNN."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9]" * 4 + "_*.py"))
+
+
+def stored_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # a new database, with no version table yet
+        return None
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (creates it in an empty database)."""
+    if stored_revision(engine) == head_revision():  # alembic takes 0.2 s to import
+        return
     from alembic import command
     from alembic.config import Config
 
