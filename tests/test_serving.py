@@ -212,10 +212,11 @@ def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
     threads: list[threading.Thread] = []
     try:
         # A lone request is answered at once; the 800 ms wait holds a batch only while
-        # others are in flight. Send waves of 8 until one leaves several waiting.
+        # others are in flight. Send waves until one leaves several waiting: the tiny model
+        # answers in a millisecond, so a small wave can pass one request at a time.
         deadline = time.time() + 60
         while time.time() < deadline:
-            wave = [threading.Thread(target=call, args=(len(threads) + i,)) for i in range(8)]
+            wave = [threading.Thread(target=call, args=(len(threads) + i,)) for i in range(32)]
             threads += wave
             for thread in wave:
                 thread.start()
