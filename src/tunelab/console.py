@@ -36,8 +36,8 @@ def quiet_libraries() -> None:
     if not any(isinstance(handler, TerminalHandler) for handler in ours.handlers):
         ours.addHandler(TerminalHandler(logging.WARNING))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # "Saving the dataset" bars of the token cache; datasets (and pandas, pyarrow with it)
-    # is imported only where a command uses it, so that serving an exported model does not
+    # "Saving the dataset" bars of the token cache. Importing datasets here to silence it
+    # would bring pandas and pyarrow into every command, serving an exported model included
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if "datasets" in sys.modules:
         from datasets.utils.logging import disable_progress_bar as quiet_datasets

@@ -100,7 +100,7 @@ class Numbering:
 
 class Masker:
     """`mask(texts)` masks a list of texts; `find(text)` lists the personal data in a text
-    as (type, start, end, score). `made` counts the values replaced, by placeholder."""
+    as (type, start, end, score). `made` counts the values replaced, by type."""
 
     def __init__(self, options: MaskOptions | None = None) -> None:
         from tunelab.privacy.loading import import_presidio
