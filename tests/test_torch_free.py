@@ -73,7 +73,7 @@ def test_an_exported_model_predicts_and_explains_without_torch(
     assert out["why_ner"] == len(out["ner"]["entities"])
 
 
-def test_predict_and_serve_commands_import_no_torch(tiny_config: dict[str, Any],
+def test_predict_explain_and_serve_commands_import_no_torch(tiny_config: dict[str, Any],
                                                     tmp_path: Path) -> None:
     runs = exported_runs(tiny_config, tmp_path)
     predicted = subprocess.run([sys.executable, "-X", "importtime", "-m", "tunelab.cli",
@@ -82,6 +82,12 @@ def test_predict_and_serve_commands_import_no_torch(tiny_config: dict[str, Any],
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert len(predicted.stdout.splitlines()) == len(TEXTS)
     assert heavy(imported(predicted.stderr)) == []
+    explained = subprocess.run([sys.executable, "-X", "importtime", "-m", "tunelab.cli",
+                                "explain", str(runs["text"]), TEXTS[0]],
+                               capture_output=True, text=True, cwd=ROOT)
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    assert json.loads(explained.stdout)["method"] == "occlusion"
+    assert heavy(imported(explained.stderr)) == []
 
     port, log = free_port(), tmp_path / "serve.err"
     with log.open("w") as err:

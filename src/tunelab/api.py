@@ -88,10 +88,11 @@ def mask(texts: list[str], types: list[str] | None = None,
     with `link_rows`, across the list (see tunelab.privacy and `data.mask_pii`)."""
     from tunelab.config import validate_options
     from tunelab.privacy.examples import masker_for
-    from tunelab.privacy.options import DEFAULT_TYPES, MaskOptions
+    from tunelab.privacy.options import MaskOptions
 
-    options = validate_options(MaskOptions, {"types": types or list(DEFAULT_TYPES),
-                                             "names_run": names_run, "link_rows": link_rows})
+    chosen = {"types": types} if types else {}
+    options = validate_options(MaskOptions, {**chosen, "names_run": names_run,
+                                             "link_rows": link_rows})
     masker = masker_for(options.model_dump_json())
     with masker.session():
         return masker.mask(texts)

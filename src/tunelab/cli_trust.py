@@ -39,10 +39,10 @@ def explain(
         raise TunelabError(f"--output {output}: give a file ending in "
                            f"{', '.join(FORMATS)}")
     quiet_libraries()
-    from tunelab.api import load
     from tunelab.explain.explainer import explain as run_explain
+    from tunelab.predictor import Predictor  # not tunelab.api: that imports the trainer
 
-    predictor = load(run, backend)
+    predictor = Predictor(run, backend)
     explanation = run_explain(predictor, text, label, method, steps)
     sys.stdout.write(json.dumps(explanation, ensure_ascii=False) + "\n")
     if output is not None:
@@ -69,11 +69,11 @@ def mask(
     """Replace personal data with numbered placeholders (<PHONE_1>, <EMAIL_2>, ...),
     numbered afresh in each row: the same value gets the same placeholder within a row."""
     from tunelab.config_checks import validate_options
-    from tunelab.privacy.options import DEFAULT_TYPES, MaskOptions
+    from tunelab.privacy.options import MaskOptions
 
+    chosen = {"types": [t.strip() for t in types.split(",")]} if types else {}
     options = validate_options(MaskOptions, {
-        "types": [t.strip() for t in types.split(",")] if types else list(DEFAULT_TYPES),
-        "names_run": names_run, "link_rows": link_rows},
+        **chosen, "names_run": names_run, "link_rows": link_rows},
         lambda name: "--" + (name or "types").replace("_", "-"))
     quiet_libraries()
     from tunelab.privacy.files import mask_file

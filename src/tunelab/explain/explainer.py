@@ -44,10 +44,9 @@ def _entities(predictor: Any, words: Words, label: str | None, chosen: str, n_st
     from tunelab.tasks.tagging import entity_spans
 
     task = predictor.task
-    kinds = sorted({tag.split("-", 1)[-1] for tag in task.labels if tag != "O"})
-    if label is not None and label not in kinds:
+    if label is not None and label not in task.entity_types:
         raise DataError(f"label '{label}' is not one of the model's entity types: "
-                        f"{', '.join(kinds)}")
+                        f"{', '.join(task.entity_types)}")
     logits = task.word_logits(predictor.model, predictor.tokenizer, [words.words], batch_size)
     probs = softmax(logits[0])
     ids = probs.argmax(-1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,6 @@ class EntityTarget:
     first: int
     end: int
     tag_ids: list[int]
-    explanation: dict[str, Any] = field(default_factory=dict)
 
 
 def label_index(task: Any, label: str) -> int:

@@ -24,13 +24,13 @@ class RunNameRecognizer(EntityRecognizer):
             self.predictor = Predictor(run, spinning=False)
         except Exception as error:  # a missing or broken run: say which setting names it
             raise ConfigError(f"names_run: {error}") from None
-        entity_types = {label.split("-", 1)[-1] for label in self.predictor.labels}
         if self.predictor.task.name != "token-classification":
             raise ConfigError(f"names_run: {run} is a "
                               f"{self.predictor.task.name} run; give a token-classification "
                               "run that tags person names (trained on CoNLL-2003 or Resume NER)")
-        if not entity_types & NAME_TYPES:
-            raise ConfigError(f"names_run: {run} tags {', '.join(sorted(entity_types))}"
+        entity_types = self.predictor.task.entity_types
+        if not set(entity_types) & NAME_TYPES:
+            raise ConfigError(f"names_run: {run} tags {', '.join(entity_types)}"
                               f"; none is a person type ({', '.join(sorted(NAME_TYPES))})")
         self.found: dict[str, list[tuple[int, int, float]]] = {}
         super().__init__(supported_entities=["PERSON"], name="tunelab-names",

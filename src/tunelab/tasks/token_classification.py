@@ -24,7 +24,7 @@ from tunelab.tasks.alignment import (
 )
 from tunelab.tasks.base import EvalResult, TransformersClass
 from tunelab.tasks.labelled import LabelledTask
-from tunelab.tasks.tagging import check_tags, detect_scheme, entity_spans, to_iob2
+from tunelab.tasks.tagging import check_tags, detect_scheme, entity_spans, split_tag, to_iob2
 
 if TYPE_CHECKING:
     import torch
@@ -92,6 +92,11 @@ class TokenClassification(LabelledTask):
     report_kind = "Per-entity report (strict IOB2, seqeval)"
     intended_use = ("Finding the entity types above in text like the training data. Check the "
                     "per-entity report before relying on a type with few training examples.")
+
+    @property
+    def entity_types(self) -> list[str]:
+        """PER, LOC, ... : the types the tags name."""
+        return sorted({split_tag(tag)[1] for tag in self.labels if tag != "O"})
 
     def head_description(self) -> str:
         return ("A tag per word (IOB2), decoded into entity spans with character offsets. "
