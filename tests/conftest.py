@@ -6,6 +6,8 @@ import csv
 import os
 import random
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def first_answer(server: subprocess.Popen[Any], log: Path, url: str, body: dict[str, Any]
+                 ) -> Any:
+    """POST `body` to a starting server until it answers; fails with the server's log if it
+    exits first, or after 120 s."""
+    import httpx
+
+    deadline = time.time() + 120
+    while True:
+        try:
+            return httpx.post(url, json=body, timeout=5)
+        except httpx.HTTPError:
+            assert server.poll() is None, log.read_text()[-2000:]
+            assert time.time() < deadline, "server did not answer"
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session", autouse=True)

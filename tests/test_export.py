@@ -118,4 +118,22 @@ def test_export_prints_its_table_and_no_library_warnings(tiny_config: dict[str, 
     assert "agreement with PyTorch" in result.stdout and "written to" in result.stdout
     assert "Warning" not in result.stderr and "WARNING" not in result.stderr, result.stderr
     report = json.loads((run / "export/onnx/report.json").read_text())
-    assert report["int8_weights"] in ("8-bit", "7-bit (reduce_range: 8-bit failed the check)")
+    assert report["int8_recipe"] in ("dynamic", "dynamic-7bit", "weight-only")
+    assert report["int8_weights"] in result.stdout
+
+
+def test_weight_only_int8_keeps_activations_exact_enough(tiny_config: dict[str, Any]) -> None:
+    """The weight-only recipe: MatMulNBits for the linear layers, int8 embeddings, served
+    by the same backend and agreeing with PyTorch."""
+    import onnx
+
+    run = trained(tiny_config)
+    report = tunelab.api.export(run, int8="weight-only")
+    assert report["int8_recipe"] == "weight-only"
+    assert report["agreement"]["onnx int8"] >= 0.99
+    graph = onnx.load(str(run / "export/onnx/model.int8.onnx")).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"MatMulNBits", "QEmbedLayerNormalization"} <= ops, ops
+    fp32_encoder = [n.name for n in graph.node if n.op_type == "MatMul" and "encoder" in n.name]
+    assert fp32_encoder == []  # the encoder's linear layers outside its attention are int8
+    assert tunelab.load(run).backend == "model.int8.onnx"

@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import ROOT, free_port
+from conftest import ROOT, first_answer, free_port
 from test_token_classification import conll_file
 
 import tunelab
@@ -98,15 +97,7 @@ def test_predict_explain_and_serve_commands_import_no_torch(tiny_config: dict[st
             env={**os.environ, "TUNELAB_DB_URL": f"sqlite:///{tmp_path / 'store.db'}"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                answer = httpx.post(f"{url}/v1/predict", json={"texts": TEXTS}, timeout=5)
-                break
-            except httpx.HTTPError:
-                assert server.poll() is None, log.read_text()[-2000:]
-                assert time.time() < deadline, "server did not answer"
-                time.sleep(0.1)
+        answer = first_answer(server, log, f"{url}/v1/predict", {"texts": TEXTS})
         assert answer.status_code == 200
         assert len(answer.json()["predictions"]) == len(TEXTS)
         explained = httpx.post(f"{url}/v1/explain", json={"text": TEXTS[0]}, timeout=30)

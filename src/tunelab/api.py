@@ -18,8 +18,9 @@ from tunelab.rundir import write_json, write_text
 from tunelab.runner import RunResult, train_run
 from tunelab.tasks.base import EvalResult
 
-__all__ = ["MonitorOptions", "RetrainOptions", "check_drift", "evaluate", "explain", "export",
-           "export_feedback", "load", "mask", "promote", "retrain", "rollback", "train"]
+__all__ = ["MonitorOptions", "RetrainOptions", "check_drift", "compress", "evaluate", "explain",
+           "export", "export_feedback", "load", "mask", "promote", "retrain", "rollback",
+           "train"]
 
 
 def train(config: RunConfig | str | Path, overrides: list[str] | None = None,
@@ -62,6 +63,17 @@ def export(run: str | Path, format: str = "onnx", **options: Any) -> dict[str, A
 
     exporter = registry.exporters.get(registry.exporters.check(format))()
     return exporter.export(Path(run), validate_options(exporter.Options, options))
+
+
+def compress(run: str | Path, **options: Any) -> dict[str, Any]:
+    """Build and measure the run's compressed variants (int8, pruned, distilled, each in
+    int8 too) and select the best within `max_drop` points; `predict` and `serve` then use
+    it. Returns the report; writes RUN/compress/. `options`: CompressOptions fields."""
+    from tunelab.compress.build import CompressOptions
+    from tunelab.compress.run import compress as run_compress
+    from tunelab.config import validate_options
+
+    return run_compress(Path(run), validate_options(CompressOptions, options))
 
 
 def retrain(run: str | Path, options: RetrainOptions | None = None, **values: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from tunelab import cli_lifecycle, cli_trust, registry
 from tunelab.cli_options import options_from
+from tunelab.compress.build import CompressOptions
 from tunelab.console import err, out, quiet_libraries
 from tunelab.data.text_checks import cell_text
 from tunelab.errors import DataError, TunelabError
@@ -135,6 +137,25 @@ def export(
     report = run_export(run, format_, **values)
     out.print(exporter.markdown(report), markup=False, highlight=False, soft_wrap=True)
     out.print(f"written to {exporter.folder(Path(report['run']))}")
+
+
+@app.command()
+@options_from(CompressOptions)
+def compress(
+    run: Annotated[Path, typer.Argument(help="Run directory, such as runs/demo")],
+    options: CompressOptions | None = None,
+) -> None:
+    """Build int8, pruned and distilled variants of a run, measure them against it (metric,
+    agreement, size, latency, throughput, cold start) and select the best within --max-drop;
+    predict and serve then use it. Writes RUN/compress/ (report.md, pareto.png)."""
+    quiet_libraries()
+    from tunelab.api import compress as run_compress
+    from tunelab.compress.report import markdown
+
+    assert options is not None
+    report = run_compress(run, **options.model_dump())
+    out.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"written to {Path(report['run']) / 'compress'}")
 
 
 @app.command()
@@ -300,14 +321,31 @@ for command in (*cli_lifecycle.COMMANDS, *cli_trust.COMMANDS):
     app.command()(command)
 
 
+# the `train` extra's import names (pyproject.toml): missing in a serving install
+TRAINING_LIBRARIES = {"torch", "peft", "accelerate", "datasets", "sklearn", "matplotlib",
+                      "tensorboard", "seqeval", "sentence_transformers", "setfit", "gguf",
+                      "onnx", "onnx_ir", "captum", "psutil"}
+
+
 def main() -> None:
     """Typer handles its own usage errors (exit code 2, its usual few lines) and exits;
     tunelab's input errors become one line with their exit code."""
+    # before a command imports transformers, which reads it: in a serving install it would
+    # say at import that torch is missing, which is no news there
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app(prog_name="tunelab")
     except TunelabError as error:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if missing not in TRAINING_LIBRARIES:
+            raise
+        err.print(f"error: this command needs the training libraries ({missing} is not "
+                  "installed; this is a serving install); install them with: pip install "
+                  "'tunelab[train]'", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

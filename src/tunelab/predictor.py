@@ -77,6 +77,22 @@ def exported_model(run_dir: Path, backend: str) -> tuple[type[Exporter], Path] |
     return exporter, found
 
 
+def selected_variant(run: str | Path) -> tuple[Path, str, Path | None, str | None]:
+    """(run, backend, model file, variant name) that backend auto loads: the variant
+    `tunelab compress` selected (RUN/compress/selected.json), else the run itself."""
+    chosen = Path(run) / "compress" / "selected.json"
+    if not chosen.is_file():
+        return Path(run), "auto", None, None
+    selected = read_json(chosen)
+    variant = Path(run) / selected["run"]
+    model_file = Path(run) / selected["file"] if selected.get("file") else None
+    if not (variant / "model").is_dir() or (model_file is not None and not model_file.is_file()):
+        raise ModelError(f"{chosen}: selects variant '{selected['variant']}' at {variant}, "
+                         "which is gone; run `tunelab compress` again, delete that file to "
+                         "serve the run itself, or pass --backend")
+    return variant, selected["backend"], model_file, selected["variant"]
+
+
 def load_tokenizer(model_dir: Path, torch_model: bool) -> Any:
     """The run's tokenizer. An exported model gets it straight from tokenizer.json: the Auto
     class imports torch, which an exported model predicts without."""
@@ -96,6 +112,9 @@ class Predictor:
 
     def __init__(self, run: str | Path, backend: str = "auto", threads: int | None = None,
                  spinning: bool = True, model_file: Path | None = None) -> None:
+        self.compressed: str | None = None  # the variant `tunelab compress` selected
+        if backend == "auto" and model_file is None:
+            run, backend, model_file, self.compressed = selected_variant(run)
         self.model_dir = model_dir_of(run)
         self.run_dir = self.model_dir.parent if self.model_dir.name == "model" else self.model_dir
         self.meta = read_json(self.model_dir / MODEL_META)

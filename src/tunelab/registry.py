@@ -79,6 +79,7 @@ methods = Registry(
         "zero-shot": "tunelab.methods.zero_shot:ZeroShot",
         "few-shot": "tunelab.methods.few_shot:FewShot",
         "prompt-lm": "tunelab.methods.prompt_lm:PromptLM",
+        "distill": "tunelab.methods.distill:Distill",
     },
 )
 

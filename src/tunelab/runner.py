@@ -134,6 +134,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     unknown_share = warn_if_unreadable(tokenizer, splits.train.plain_texts(),
                                        str(config.data.train), config.model.name)
 
+    train_set = method.use_data(task, tokenizer, train_set)
     plan = training_plan(config, len(train_set))
     method.check_plan(model, task, plan)
     learns = len(splits.train) > 0  # zero-shot without training data learns from nothing

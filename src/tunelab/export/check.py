@@ -73,10 +73,16 @@ def cold_start_seconds(run_dir: Path, backend: str, model_file: Path | None, pro
 
 
 def single_latency_ms(task: Task, tokenizer: Any, examples: Any, model: Any) -> float:
+    return statistics.median(latencies_ms(task, tokenizer, examples, model))
+
+
+def latencies_ms(task: Task, tokenizer: Any, examples: Any, model: Any,
+                 samples: int = LATENCY_SAMPLES) -> list[float]:
+    """Milliseconds for each of the first `samples` examples, predicted one at a time."""
     timings = []
-    for i in range(min(LATENCY_SAMPLES, len(examples))):
+    for i in range(min(samples, len(examples))):
         one = examples.subset([i])
         started = time.perf_counter()
         task.logits_for_examples(model, tokenizer, one, 1)
         timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+    return timings

@@ -1,4 +1,4 @@
-"""The ONNX exporter: a fused fp32 graph and a dynamic int8 one, each checked against
+"""The ONNX exporter: a fused fp32 graph and an int8 one, each checked against
 PyTorch before it is written. Served by ONNX Runtime (backends onnx and onnx-fp32)."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ FP32, INT8 = "model.onnx", "model.int8.onnx"
 
 class OnnxOptions(ExportOptions):
     quantize: bool = Field(default=True, description="Also write the int8 model")
+    int8: str = Field(default="auto", pattern="^(auto|dynamic|weight-only)$",
+                      description="int8 recipe: auto (the fastest that passes the check: "
+                      "dynamic, then weight-only), dynamic or weight-only")
     opset: int = Field(default=17, ge=13, description="ONNX opset version")
 
 
@@ -71,8 +74,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Export report: {report['run']}", "",
              f"Checked on {report['examples']} examples of {report['checked_on']}; "
              f"metric: {report['metric']}. Default model: `{report['default']}`."
-             + (f" int8 weights: {report['int8_weights']}." if report.get("int8_weights")
-                else ""), "",
+             + (f" int8: {report['int8_weights']}." if report.get("int8_weights") else "")
+             + "".join(f" Refused: {line}." for line in report.get("int8_refused", [])), "",
              "| backend | file MB | agreement with PyTorch | "
              f"{report['metric']} | batch-32 samples/s | 1-text latency p50 ms | "
              "cold start s (new process) |",

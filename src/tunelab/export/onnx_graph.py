@@ -1,5 +1,5 @@
 """ONNX export, the heavy half: merge the method's adapter, export with torch.onnx, fuse
-with ONNX Runtime's transformer optimizer, quantise to int8 (dynamic), then check the
+with ONNX Runtime's transformer optimizer, quantise to int8 (export/int8.py), then check the
 result against PyTorch before anything is written to the run."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from tunelab import registry
 from tunelab.errors import ExportError
+from tunelab.export import int8
 from tunelab.export.check import cold_start_seconds, compare_backends
 from tunelab.export.onnx import FP32, INT8, OnnxExporter, OnnxOptions, failures, report_markdown
 from tunelab.export.runtime import OnnxModel, file_mb
@@ -73,21 +74,6 @@ def fuse(path: Path, config: Any) -> None:
     fused.save_model_to_file(str(path))
 
 
-def quantize(source: Path, target: Path, seven_bit: bool = False) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Shape inference fails on fused graphs without a default tensor type. Per-channel
-    # scales: on an SST-2 MiniLM, agreement with PyTorch rose from 96.6% to 98.4%, at the
-    # same accuracy and no loss of speed. `seven_bit` (reduce_range): ONNX Runtime's remedy
-    # for CPUs without VNNI, whose 8-bit multiply-add can saturate; on the demo sentiment
-    # run it took agreement from 96.7% to 100%, on its LoRA run from 100% to 98.3%, so it is
-    # the second try, not the first.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=seven_bit,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-
-
 @contextlib.contextmanager
 def quiet_export() -> Iterator[None]:
     """Tracing and quantisation warn about what a user cannot act on (the tracer's constant
@@ -118,23 +104,25 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
             export_graph(model, predictor.tokenizer, tmp / FP32, options.opset)
             fuse(tmp / FP32, model.config)
         backends: dict[str, Any] = {"torch fp32": model, "onnx fp32": OnnxModel(tmp / FP32)}
-        comparison, failed, seven_bit = None, [], False
-        for seven_bit in (False, True) if options.quantize else (False,):
-            if options.quantize:
+        comparison, failed, tried = None, [], []
+        for recipe in int8.recipes(options.int8) if options.quantize else (None,):
+            if recipe is not None:
                 with quiet_export():
-                    quantize(tmp / FP32, tmp / INT8, seven_bit)
+                    int8.quantize(tmp / FP32, tmp / INT8, recipe)
                 backends["onnx int8"] = OnnxModel(tmp / INT8)
             comparison = compare_backends(predictor.task, predictor.tokenizer, examples,
                                           backends)
             failed = failures(comparison, options)
             if not failed:
                 break
+            tried.append(f"{recipe}: {'; '.join(failed)}")
         assert comparison is not None
         if failed:
             raise ExportError(
-                f"{run_dir}: export refused, {'; '.join(failed)} (checked on {len(examples)} "
-                f"examples of {source}); nothing was written. Export fp32 only with "
-                "--no-quantize, or loosen --min-agreement / --max-drop if this is expected")
+                f"{run_dir}: export refused, {' | '.join(tried) if tried else '; '.join(failed)}"
+                f" (checked on {len(examples)} examples of {source}); nothing was written. "
+                "Export fp32 only with --no-quantize, or loosen --min-agreement / --max-drop "
+                "if this is expected")
         probe = examples.inputs()[0]
         for name in backends:
             path = None if name == "torch fp32" else tmp / (INT8 if name.endswith("int8")
@@ -147,8 +135,9 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
             "files_mb": {name: file_mb(tmp / name) for name in (FP32, INT8)
                          if (tmp / name).exists()},
             "default": INT8 if options.quantize else FP32,
-            "int8_weights": ("7-bit (reduce_range: 8-bit failed the check)" if seven_bit
-                             else "8-bit") if options.quantize else None,
+            "int8_recipe": recipe,
+            "int8_weights": int8.DESCRIPTIONS[recipe] if recipe else None,
+            "int8_refused": tried,
             **comparison.as_dict(),
         }
         write_json(tmp / "report.json", report)

@@ -76,6 +76,13 @@ class Method:
         """Raise ConfigError for options that conflict with the training plan (AdaLoRA's
         schedule against its steps); runs before the probe is fitted and anything written."""
 
+    def use_data(self, task: Task, tokenizer: Any, train_set: Any) -> Any:
+        """See the encoded training set before the plan is made and the model prepared (a
+        method that measures the data to build its model, such as pruning by importance),
+        and return the set to train on (with more examples, such as distillation's
+        unlabelled texts)."""
+        return train_set
+
     def prepare(self, model: PreTrainedModel, task: Task, plan: TrainingPlan) -> Any:
         """Return the model to train (frozen, wrapped, or as it is)."""
         return model

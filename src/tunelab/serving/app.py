@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -138,12 +138,11 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
             await asyncio.to_thread(engine_for, database_url())
         except Exception:
             log.exception("store unavailable: feedback will fail until it is reachable")
-        if masker.enabled:  # presidio takes seconds to load: not in the first feedback
-            warming = asyncio.to_thread(masker.masker)
-            if settings.log_texts:  # every request's log line needs it
-                await warming
-            else:
-                state["warming"] = asyncio.get_running_loop().create_task(warming)
+        if masker.enabled and settings.log_texts:  # every request's log line needs it
+            await asyncio.to_thread(masker.masker)
+        # otherwise presidio (seconds to import) loads after the first prediction is sent:
+        # loading it alongside the first request held the interpreter lock it needed
+        state["warm_masker"] = masker.enabled and not settings.log_texts
         state["batcher"] = batcher = MicroBatcher(
             predict_batch, settings.max_batch_size, settings.max_wait_ms,
             metrics.batch_size.observe, max_queue=settings.max_queue)
@@ -220,9 +219,11 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
 
     errors = {code: {"model": ErrorBody} for code in (401, 413, 422, 429, 503)}
 
-    async def predict(body: PredictRequest, request: Request,
+    async def predict(body: PredictRequest, request: Request, after: BackgroundTasks,
                       key: StoredKey | None = Depends(caller)) -> dict[str, Any]:
         slot = ready_slot()
+        if state.pop("warm_masker", False):  # not in the first feedback either
+            after.add_task(warm_masker)
         inputs = body.inputs
         if len(inputs) > settings.max_texts:
             raise HTTPException(413, f"{'texts' if body.texts else 'pairs'}: {len(inputs)} "
@@ -261,6 +262,10 @@ def create_app(settings: ServeSettings, predictor: Any = None) -> FastAPI:
                 metrics.predicted.labels(label).inc()
         return {"model": version, "request_id": request.state.request_id,
                 "predictions": predictions}
+
+    async def warm_masker() -> None:
+        state["warming"] = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(masker.masker))
 
     predict.__annotations__["body"] = request_model  # the task's own request shape
     app.post("/v1/predict", response_model=response_model, response_model_exclude_none=True,

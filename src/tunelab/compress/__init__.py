@@ -1,0 +1,1 @@
+"""Compression: pruning and distillation students, int8, and `tunelab compress`."""
