@@ -27,6 +27,7 @@ from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.keys import create_key
 
 TEXTS = ["the movie was great", "awful acting and a poor plot", "really superb", "sad and bad"]
+BULK = 3000  # texts in each bulk request of the drain test
 
 
 @pytest.fixture(scope="module")
@@ -197,46 +198,48 @@ def in_flight(url: str) -> float:
 
 def test_real_server_batches_concurrent_clients_and_drains_on_sigterm(
         served_run: Path, api_key: str) -> None:
-    process, url = start_server(served_run, "--max-wait-ms", "800",
-                                "--max-batch-size", "64")
-    expected = {t: p["label"] for t, p in zip(TEXTS, tunelab.load(served_run).predict(TEXTS),
-                                                strict=True)}
+    process, url = start_server(served_run, "--max-wait-ms", "800", "--max-batch-size", "64",
+                                "--max-texts", str(BULK), "--max-queue", str(100 * BULK),
+                                "--max-body-bytes", "4000000")
+    # The tiny model answers a short text in microseconds, so single-text clients alone rarely
+    # overlap. Bulk requests of long texts keep the model busy while the others queue behind.
+    long_texts = [f"{text} " * 12 for text in TEXTS]
+    expected = {t: p["label"] for t, p in zip(TEXTS + long_texts, tunelab.load(served_run)
+                                                .predict(TEXTS + long_texts), strict=True)}
     results: dict[int, Any] = {}
 
     def call(i: int) -> None:
-        text = TEXTS[i % len(TEXTS)]
-        response = httpx.post(f"{url}/v1/predict", json={"texts": [text]},
-                              headers=auth(api_key), timeout=30)
-        results[i] = (text, response.status_code, response.json())
+        texts = [long_texts[j % len(TEXTS)] for j in range(BULK)] if i % 17 == 0 \
+            else [TEXTS[i % len(TEXTS)]]
+        response = httpx.post(f"{url}/v1/predict", json={"texts": texts},
+                              headers=auth(api_key), timeout=60)
+        results[i] = (texts, response.status_code, response.json())
 
     threads: list[threading.Thread] = []
     try:
-        # A lone request is answered at once; the 800 ms wait holds a batch only while
-        # others are in flight. Send waves until one leaves several waiting: the tiny model
-        # answers in a millisecond, so a small wave can pass one request at a time.
         deadline = time.time() + 60
-        while time.time() < deadline:
-            wave = [threading.Thread(target=call, args=(len(threads) + i,)) for i in range(32)]
+        waiting_at_sigterm = 0.0
+        while time.time() < deadline and waiting_at_sigterm < 2:
+            wave = [threading.Thread(target=call, args=(len(threads) + i,)) for i in range(34)]
             threads += wave
             for thread in wave:
                 thread.start()
-            while time.time() < deadline and in_flight(url) + len(results) < len(threads):
-                time.sleep(0.02)
-            if in_flight(url) >= 2:
-                break
-        waiting_at_sigterm = in_flight(url)
+            while time.time() < deadline and len(results) < len(threads):
+                waiting_at_sigterm = in_flight(url)
+                if waiting_at_sigterm >= 2:
+                    break
         process.send_signal(signal.SIGTERM)
         for thread in threads:
-            thread.join(30)
+            thread.join(60)
         # uvicorn drains, then re-raises SIGTERM so supervisors see the usual exit status
         assert process.wait(30) in (0, -signal.SIGTERM)
     finally:
         process.kill()
     assert waiting_at_sigterm >= 2, "SIGTERM came with no requests in flight: nothing drained"
     assert len(results) == len(threads)
-    for text, status, body in results.values():
+    for texts, status, body in results.values():
         assert status == 200, body
-        assert body["predictions"][0]["label"] == expected[text]
+        assert [p["label"] for p in body["predictions"]] == [expected[t] for t in texts]
     logs = [json.loads(line) for line in process.stderr.read().splitlines()
             if line.startswith("{")]
     requests = [row for row in logs if row["msg"] == "request"]
