@@ -28,6 +28,7 @@ from defaults_data import dataset, sample_per_class, some, write_csv
 OUT = WORK / "few_shot"
 SEEDS = [42, 1, 2]
 VARIANTS = ["few-shot", "setfit-package", "full"]
+LABEL_VARIANTS = ["few-shot-labels2", "few-shot-labels8"]  # label sentences, k chosen on dev
 TEMPLATES = {"about": ["This text is about {label}."], "name": ["{label}."],
              "both": ["{label}.", "This text is about {label}."]}
 DESCRIBE = {"sst2": {"0": "negative", "1": "positive"}}  # SST-2's labels are 0 and 1
@@ -89,8 +90,12 @@ def run_cell(data: str, variant: str, size: int, seed: int) -> dict[str, Any]:
                           "verbalisers": DESCRIBE.get(data, {})},
                "training": {"fallback_to_probe": False}}
     else:  # no fallback to the probe: the method itself is measured (the probe is a column)
+        method: dict[str, Any] = {"name": variant}
+        if variant.startswith("few-shot-labels"):  # label sentences join the examples
+            method = {"name": "few-shot", "descriptions": DESCRIBE.get(data, {}),
+                      "label_examples": int(variant.removeprefix("few-shot-labels"))}
         raw = {"task": task, "data": {**files, "train": spec["train"]},
-               "method": variant, "training": {"fallback_to_probe": False}}
+               "method": method, "training": {"fallback_to_probe": False}}
     config = parse_config({"name": cell_name(data, variant, size, seed), "seed": seed,
                            "output_dir": str(OUT / "runs"), **raw}, source="bench")
     record = tunelab.train(config, overwrite=True).record
@@ -135,8 +140,9 @@ def cells(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
             todo += [(d, f"zero-shot-{t}", 0, 42) for d in datasets for t in TEMPLATES]
             todo += [(d, "prompt-lm", 0, 42) for d in datasets]
             continue
-        seeds = [int(s) for s in args.seeds.split(",")] if size == 8 else [42]
-        todo += [(d, v, size, s) for d in datasets for s in seeds for v in VARIANTS]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        todo += [(d, v, size, s) for d in datasets for s in seeds
+                 for v in args.variants.split(",")]
         todo += [(d, "prompt-lm", 8, 42) for d in datasets if size == 8]
     return todo
 
@@ -162,14 +168,16 @@ def points(a: float, b: float) -> str:
 
 def report() -> None:
     """The table from every saved cell, whatever this invocation ran."""
-    args = argparse.Namespace(datasets=DATASETS_SHOWN, sizes=SIZES, seeds=",".join(map(str, SEEDS)))
-    lines = [f"Conditions: MiniLM-L6 (packaged); N examples a label, a seeded sample (seeds "
-             f"{args.seeds} at N = 8, seed 42 above); dev 500 (Banking77: 500 training rows "
-             "outside every sample), test: SST-2 test.tsv, Banking77 test, 2000 of AG News "
-             "test; tunelab runs at their defaults (dev used for early stopping and "
-             "calibration) but with no fallback to the probe, so that the method is measured "
-             "(the probe's own score is in each saved row); the setfit package at its README "
-             "defaults, without dev. Zero-shot: the template chosen on dev among "
+    args = argparse.Namespace(datasets=DATASETS_SHOWN, sizes=SIZES,
+                              seeds=",".join(map(str, SEEDS)))
+    lines = [f"Conditions: MiniLM-L6 (packaged); N examples a label, a seeded sample (each "
+             f"seed of {args.seeds} another draw; each figure says over how many seeds); "
+             "dev 500 (Banking77: 500 training rows outside every sample), test: SST-2 "
+             "test.tsv, Banking77 test, 2000 of AG News test; tunelab runs at their "
+             "defaults (dev used for early stopping and calibration) but with no fallback "
+             "to the probe, so that the method is measured (the probe's own score is in "
+             "each saved row); the setfit package at its README defaults, without dev. "
+             "Zero-shot: the template chosen on dev among "
              f"{', '.join(TEMPLATES)} ({'; '.join(' + '.join(t) for t in TEMPLATES.values())})"
              f". Seconds: training (and the probe for tunelab runs). Machine: {machine_line()}.",
              "", "| dataset | N | few-shot (tunelab) | setfit package | "
@@ -197,8 +205,7 @@ def report() -> None:
             + " / ".join(f"{row['seconds']:.0f}" + ("†" if row.get("shared_cpu") else "")
                          if row else "-" for row in prompted) + " |")
         for size in [int(s) for s in args.sizes.split(",")]:
-            seeds = [int(s) for s in args.seeds.split(",")] if size == 8 else [42]
-            got = {v: [r for s in seeds if (r := saved(cell_name(data, v, size, s)))]
+            got = {v: [r for s in SEEDS if (r := saved(cell_name(data, v, size, s)))]
                    for v in VARIANTS}
             if not any(got.values()):
                 continue
@@ -226,9 +233,10 @@ def report() -> None:
     lines += ["", "† some of these cells ran while the test suite shared the two cores (marked "
               "`shared_cpu` in their rows): their seconds are upper bounds; accuracy is "
               "unaffected."]
-    lines += ["", "‡ a run of this cell ran with the fallback to the probe on (cells run "
-              "before it was turned off for this benchmark) and shipped the frozen-encoder "
-              "probe, as it was below it on dev: the figure is the probe's, not the method's."]
+    if any("‡" in line for line in lines):
+        lines += ["", "‡ a run of this cell ran with the fallback to the probe on (cells run "
+                  "before it was turned off for this benchmark) and shipped the frozen-encoder "
+                  "probe, as it was below it on dev: the figure is the probe's, not the method's."]
     update_results(values)
     update_section("few_shot", "## Learning from few labels (`python bench/few_shot.py`)\n\n"
                    + "\n".join(lines))
@@ -241,6 +249,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="0," + SIZES, help="0: no training (zero-shot, "
                         "the prompted LM)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"of {', '.join(VARIANTS + LABEL_VARIANTS)}")
     parser.add_argument("--cell", nargs=4, metavar=("DATASET", "VARIANT", "N", "SEED"))
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()

@@ -36,6 +36,11 @@ def test_export_matches_pytorch_and_becomes_the_default(tiny_config: dict[str, A
     assert report["agreement"]["onnx int8"] >= 0.99
     assert set(report["throughput"]) == {"torch fp32", "onnx fp32", "onnx int8"}
     assert json.loads((export / "report.json").read_text())["default"] == "model.int8.onnx"
+    # the int8 recipe is chosen on dev; the test file only measures the one chosen
+    assert report["checked_on"] == tiny_config["data"]["test"]
+    assert report["chosen_on"] == tiny_config["data"]["dev"]
+    assert report["chosen_with"]["examples"] == len(
+        Predictor(run, "torch").read_labelled(Path(tiny_config["data"]["dev"])))
 
     test_file = Path(tiny_config["data"]["test"])
     torch_run, onnx_run = Predictor(run, "torch"), Predictor(run, "onnx-fp32")
@@ -55,9 +60,12 @@ def test_export_matches_pytorch_and_becomes_the_default(tiny_config: dict[str, A
 
 
 def test_lora_is_merged_before_export(tiny_config: dict[str, Any]) -> None:
-    run = trained(tiny_config, method={"name": "lora", "r": 4, "target_modules": "all-linear"})
+    data = {k: v for k, v in tiny_config["data"].items() if k != "dev"}  # dev split from train
+    run = trained(tiny_config, data=data,
+                  method={"name": "lora", "r": 4, "target_modules": "all-linear"})
     report = tunelab.api.export(run, quantize=False)
     assert not (run / "export/onnx/model.int8.onnx").exists()
+    assert report["chosen_on"].endswith(f"of {data['train']} (stratified, seed 7)")
     assert report["agreement"]["onnx fp32"] == 1.0
     assert report["metrics"]["onnx fp32"] == pytest.approx(report["metrics"]["torch fp32"])
 

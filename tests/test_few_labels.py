@@ -149,6 +149,19 @@ def test_few_shot_trains_pairs_then_a_head_and_reloads_and_exports_the_same(
     assert report["agreement"]["onnx fp32"] >= 0.99
 
 
+def test_few_shot_label_sentences_join_the_examples(tiny_config: dict[str, Any]) -> None:
+    method = {"name": "few-shot", "iterations": 2, "label_examples": 2,
+              "descriptions": {"positive": "good"}}
+    raw = {**tiny_config, "method": method,
+           "data": {**tiny_config["data"], "examples_per_class": 8}}
+    record = tunelab.train(parse_config(raw), overwrite=True).record
+    # 16 examples and 2 copies of each label's one sentence: 80 pairs in batches of 16
+    assert record.train.steps == 5
+    raw["method"] = {**method, "descriptions": {"great": "good"}}
+    with pytest.raises(TunelabError, match=r"method\.descriptions: great are not labels"):
+        tunelab.train(parse_config(raw), overwrite=True)
+
+
 def test_few_shot_refuses_token_classification(tmp_path: Path, tiny_config: dict[str, Any]
                                                ) -> None:
     from test_token_classification import conll_file

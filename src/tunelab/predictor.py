@@ -222,3 +222,22 @@ def labelled_check_data(predictor: Predictor, data: Path | None) -> tuple[Any, s
             return predictor.read_labelled(Path(path), config), str(path)
     raise DataError(f"{predictor.run_dir}: the run has no test or dev file to check against "
                     "(they were split from train); pass a labelled file with --data FILE")
+
+
+def dev_choice_data(predictor: Predictor, measured_on: str) -> tuple[Any, str] | None:
+    """The run's own dev examples (its dev file, or its share of train), on which a choice
+    among variants is made, so that the file they are measured on does not choose; None when
+    that file is dev itself, or when dev can no longer be rebuilt (its training file gone)."""
+    config = predictor.run_config()
+    dev = config.data.dev
+    if dev is not None:
+        if str(dev) == measured_on or not Path(dev).is_file():
+            return None
+        return predictor.read_labelled(Path(dev), config), str(dev)
+    if config.data.train is None or not Path(config.data.train).is_file():
+        return None
+    from tunelab.run_data import load_splits
+
+    _, splits = load_splits(config)
+    source = splits.sources.get("dev", "")
+    return (splits.dev, source) if len(splits.dev) and source != measured_on else None

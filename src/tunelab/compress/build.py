@@ -45,7 +45,7 @@ def check_data(run_dir: Path, data: Path | None) -> tuple[Any, Any, str, Any]:
     """The run (torch), the labelled examples to measure on and their source, and the dev
     examples the selection is made on with theirs (None: the measured ones), or an error
     before anything is written."""
-    from tunelab.predictor import Predictor, labelled_check_data
+    from tunelab.predictor import Predictor, dev_choice_data, labelled_check_data
 
     predictor = Predictor(run_dir, backend="torch")
     method = predictor.meta["method"]
@@ -59,13 +59,7 @@ def check_data(run_dir: Path, data: Path | None) -> tuple[Any, Any, str, Any]:
         raise DataError(f"{run_dir}: its training file {config.data.train} is gone; the "
                         "students train on it, so restore it to compress this run")
     examples, source = labelled_check_data(predictor, data)
-    from tunelab.run_data import load_splits
-
-    _, splits = load_splits(config)  # the run's own dev: a file, or its share of train
-    dev_source = splits.sources.get("dev", "")
-    chooses_on = ((splits.dev, dev_source) if len(splits.dev) and dev_source != source
-                  else None)
-    return predictor, examples, source, chooses_on
+    return predictor, examples, source, dev_choice_data(predictor, source)
 
 
 def train_student(run_dir: Path, name: str, options: CompressOptions, into: Path) -> Path:

@@ -75,7 +75,11 @@ def report_markdown(report: dict[str, Any]) -> str:
              f"Checked on {report['examples']} examples of {report['checked_on']}; "
              f"metric: {report['metric']}. Default model: `{report['default']}`."
              + (f" int8: {report['int8_weights']}." if report.get("int8_weights") else "")
-             + "".join(f" Refused: {line}." for line in report.get("int8_refused", [])), "",
+             + (f" The int8 recipe was chosen on {report['chosen_with']['examples']} examples"
+                f" of {report['chosen_on']}." if report.get("chosen_on", report["checked_on"])
+                != report["checked_on"] else "")
+             + "".join(f" Refused there: {line}." for line in report.get("int8_refused", [])),
+             "",
              "| backend | file MB | agreement with PyTorch | "
              f"{report['metric']} | batch-32 samples/s | 1-text latency p50 ms | "
              "cold start s (new process) |",

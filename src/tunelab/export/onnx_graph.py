@@ -92,10 +92,12 @@ def quiet_export() -> Iterator[None]:
 def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
     """Write RUN/export/onnx/ (model.onnx, model.int8.onnx, report) or raise ExportError
     with the figures that failed the check; nothing is written then."""
-    from tunelab.predictor import Predictor, labelled_check_data
+    from tunelab.predictor import Predictor, dev_choice_data, labelled_check_data
 
     predictor = Predictor(run_dir, backend="torch")
     examples, source = labelled_check_data(predictor, options.data)
+    # the recipe is chosen on dev; the file the report measures on only confirms it
+    choice, choice_source = dev_choice_data(predictor, source) or (examples, source)
     model = plain_model(predictor.model, predictor.meta["method"], predictor.run_dir)
     target = OnnxExporter.folder(predictor.run_dir)
     with atomic_path(target) as tmp:
@@ -110,7 +112,7 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
                 with quiet_export():
                     int8.quantize(tmp / FP32, tmp / INT8, recipe)
                 backends["onnx int8"] = OnnxModel(tmp / INT8)
-            comparison = compare_backends(predictor.task, predictor.tokenizer, examples,
+            comparison = compare_backends(predictor.task, predictor.tokenizer, choice,
                                           backends)
             failed = failures(comparison, options)
             if not failed:
@@ -120,9 +122,19 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
         if failed:
             raise ExportError(
                 f"{run_dir}: export refused, {' | '.join(tried) if tried else '; '.join(failed)}"
-                f" (checked on {len(examples)} examples of {source}); nothing was written. "
-                "Export fp32 only with --no-quantize, or loosen --min-agreement / --max-drop "
-                "if this is expected")
+                f" (checked on {len(choice)} examples of {choice_source}); nothing was "
+                "written. Export fp32 only with --no-quantize, or loosen --min-agreement / "
+                "--max-drop if this is expected")
+        chosen_with = comparison
+        if choice is not examples:
+            comparison = compare_backends(predictor.task, predictor.tokenizer, examples,
+                                          backends)
+            if failed := failures(comparison, options):
+                raise ExportError(
+                    f"{run_dir}: export refused: {'; '.join(failed)} on {len(examples)} "
+                    f"examples of {source}, though it passed on {choice_source}; nothing was "
+                    "written. Try --int8 weight-only (the most exact recipe), export fp32 "
+                    "only with --no-quantize, or loosen --min-agreement / --max-drop")
         probe = examples.inputs()[0]
         for name in backends:
             path = None if name == "torch fp32" else tmp / (INT8 if name.endswith("int8")
@@ -131,6 +143,9 @@ def export_onnx(run_dir: Path, options: OnnxOptions) -> dict[str, Any]:
                 predictor.run_dir, "torch" if path is None else "onnx", path, probe)
         report = {
             "run": str(predictor.run_dir), "checked_on": source, "examples": len(examples),
+            "chosen_on": choice_source, "chosen_with": {
+                "examples": len(choice), "agreement": chosen_with.agreement,
+                "metrics": chosen_with.metrics},
             "metric": comparison.metric,
             "files_mb": {name: file_mb(tmp / name) for name in (FP32, INT8)
                          if (tmp / name).exists()},

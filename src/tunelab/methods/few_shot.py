@@ -21,15 +21,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
 from tunelab.methods.embedding_classifier import EmbeddingClassifier, encoder_of
+from tunelab.methods.zero_shot import ZeroShotOptions, check_descriptions, label_sentences
 from tunelab.tasks.base import Task
 
 
-class FewShotOptions(BaseModel):
+class FewShotOptions(ZeroShotOptions):
+    """With `label_examples`, each label's sentences (zero-shot's `templates` and
+    `descriptions`) join the training examples, as setfit's `get_templated_dataset` does."""
+
     model_config = ConfigDict(extra="forbid")
+    label_examples: int = Field(default=0, ge=0, description="Copies of each label's "
+                                "sentences added to its examples (0: none)")
     # SetFit's defaults from its paper: 20 pair iterations an example, one epoch
     iterations: int = Field(default=20, ge=1, description="Pairs drawn per example, x2")
     epochs: int = Field(default=1, ge=1, description="Passes over the pairs")
@@ -50,6 +56,7 @@ class FewShot(Method):
 
     def check(self, model: Any, task: Task) -> None:
         single_label_text(task, "few-shot")
+        check_descriptions(self.options, task)  # type: ignore[arg-type]
 
     def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
             plan: TrainingPlan, run_dir: Path) -> Trained:
@@ -64,7 +71,10 @@ class FewShot(Method):
             setfit = SetFitModel.from_pretrained(source, local_files_only=True,
                                                  labels=self.labels)
         texts = [text if isinstance(text, str) else " ".join(text) for text in train.inputs()]
-        ids = task.label_ids(train)  # type: ignore[attr-defined]
+        ids = [int(i) for i in task.label_ids(train)]  # type: ignore[attr-defined]
+        for label, sentences in enumerate(label_sentences(self.labels, options)):
+            texts += sentences * options.label_examples
+            ids += [label] * (len(sentences) * options.label_examples)
         # setfit trains to max_steps whatever the pairs: set only as a cap
         steps = contrastive_steps(len(texts), options)
         args = TrainingArguments(
@@ -76,7 +86,7 @@ class FewShot(Method):
             report_to="none", save_strategy="no", show_progress_bar=False,
             logging_steps=max(1, steps // 20))
         trainer = SetFitTrainer(model=setfit, args=args, train_dataset=Dataset.from_dict(
-            {"text": texts, "label": [int(i) for i in ids]}))
+            {"text": texts, "label": ids}))
         level = logging.getLogger("setfit").level
         logging.getLogger("setfit").setLevel(logging.WARNING)
         try:

@@ -59,11 +59,7 @@ class ZeroShot(Method):
 
     def check(self, model: Any, task: Task) -> None:
         single_label_text(task, "zero-shot")
-        labels = list(task.labels)  # type: ignore[attr-defined]
-        unknown = sorted(set(self.options.descriptions) - set(labels))  # type: ignore[attr-defined]
-        if unknown:
-            raise ConfigError(f"method.descriptions: {', '.join(unknown)} are not labels of "
-                              f"this run; the labels are {', '.join(labels)}")
+        check_descriptions(self.options, task)  # type: ignore[arg-type]
 
     def fit(self, model: Any, task: Task, tokenizer: Any, train: Any, dev: Any,
             plan: TrainingPlan, run_dir: Path) -> Trained:
@@ -108,6 +104,14 @@ class ZeroShot(Method):
 
         model.relabel = relabel
         return model
+
+
+def check_descriptions(options: ZeroShotOptions, task: Task) -> None:
+    labels = list(task.labels)  # type: ignore[attr-defined]
+    unknown = sorted(set(options.descriptions) - set(labels))
+    if unknown:
+        raise ConfigError(f"method.descriptions: {', '.join(unknown)} are not labels of "
+                          f"this run; the labels are {', '.join(labels)}")
 
 
 def label_sentences(labels: list[str], options: ZeroShotOptions) -> list[list[str]]:
