@@ -6,9 +6,11 @@ its own keys. `bench/RESULTS.md` holds one section per benchmark, replaced in pl
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,18 @@ def update_section(name: str, markdown: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
     path.write_text(text)
+
+
+def per_dataset_main(description: str, datasets: str, out: Path,
+                     measure: Callable[[str], None], report: Callable[[], None]) -> None:
+    """A benchmark's command line: measure each dataset (each skips what it has saved), or
+    with --report only write the table from the saved rows."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--datasets", default=datasets)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        for data in args.datasets.split(","):
+            measure(data)
+    report()

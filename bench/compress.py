@@ -9,12 +9,11 @@ Each dataset's table is saved under bench/work/compress/ as it completes; a reru
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
-from common import DATASETS, WORK, machine_line, update_results, update_section
+from common import DATASETS, WORK, machine_line, per_dataset_main, update_results, update_section
 from int8 import RUNS
 
 OUT = WORK / "compress"
@@ -133,15 +132,8 @@ def report() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="sst2,banking77,conll2003,sst2-unlabelled")
-    parser.add_argument("--report", action="store_true")
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not args.report:
-        for data in args.datasets.split(","):
-            measure(data)
-    report()
+    per_dataset_main(__doc__.splitlines()[0], "sst2,banking77,conll2003,sst2-unlabelled", OUT,
+                     measure, report)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ Each (dataset, variant) row is saved under bench/work/int8/ as it completes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import WORK, machine_line, update_results, update_section
+from common import WORK, machine_line, per_dataset_main, update_results, update_section
 
 OUT = WORK / "int8"
 RUNS = {"sst2": "sst2-8000__full__0.0001__e3__every100",
@@ -161,15 +160,7 @@ def report() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="sst2,banking77,conll2003")
-    parser.add_argument("--report", action="store_true")
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not args.report:
-        for data in args.datasets.split(","):
-            measure(data)
-    report()
+    per_dataset_main(__doc__.splitlines()[0], "sst2,banking77,conll2003", OUT, measure, report)
 
 
 if __name__ == "__main__":
