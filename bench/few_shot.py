@@ -166,6 +166,30 @@ def points(a: float, b: float) -> str:
     return "-" if difference != difference else f"{difference:+.2f}"  # nan: not run
 
 
+def label_sentence_table(datasets: list[str]) -> list[str]:
+    """Few-shot with each label's sentences among the examples (`label_examples` k, the
+    zero-shot template): k = 0 is the plain few-shot row; the k kept is the best mean dev."""
+    ks = {"few-shot": 0, **{v: int(v.removeprefix("few-shot-labels")) for v in LABEL_VARIANTS}}
+    lines = ["", "Few-shot with each label's sentence among its examples (`label_examples: k`, "
+             "the zero-shot template `This text is about {label}.`; SST-2's labels described "
+             "as negative and positive); k kept: the best mean dev accuracy over the seeds:", "",
+             "| dataset | N | " + " | ".join(f"k = {k}: dev / test" for k in ks.values())
+             + " | k kept (dev) | its test - k = 0 (pt) |", "|---|---|" + "---|" * (len(ks) + 2)]
+    for data in datasets:
+        for size in [int(s) for s in SIZES.split(",")]:
+            got = {v: [r for s in SEEDS if (r := saved(cell_name(data, v, size, s)))]
+                   for v in ks}
+            if not all(got.values()):
+                continue
+            dev = {v: statistics.mean(r["dev"] for r in rows) for v, rows in got.items()}
+            test = {v: statistics.mean(r["test"] for r in rows) for v, rows in got.items()}
+            kept = max(ks, key=lambda v: dev[v])
+            lines.append(f"| {data} | {size} | " + " | ".join(
+                f"{dev[v]:.4f} / {spread([r['test'] for r in got[v]])}" for v in ks)
+                + f" | {ks[kept]} | {points(test[kept], test['few-shot'])} |")
+    return lines if len(lines) > 5 else []
+
+
 def report() -> None:
     """The table from every saved cell, whatever this invocation ran."""
     args = argparse.Namespace(datasets=DATASETS_SHOWN, sizes=SIZES,
@@ -229,6 +253,7 @@ def report() -> None:
                 if acc["setfit-package"]:
                     values[f"fewshot8_vs_setfit_pts_{data}"] = round(
                         (mean["few-shot"] - mean["setfit-package"]) * 100, 2)
+    lines += label_sentence_table(args.datasets.split(","))
     lines += untrained
     lines += ["", "† some of these cells ran while the test suite shared the two cores (marked "
               "`shared_cpu` in their rows): their seconds are upper bounds; accuracy is "
