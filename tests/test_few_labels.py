@@ -41,6 +41,7 @@ def test_zero_shot_without_training_data_writes_a_run_that_predicts_from_label_n
     result = tunelab.train(parse_config(zero_shot_config(tmp_path)))
     record = result.record
     assert record.sizes["train"] == 0 and record.train.steps == 0
+    assert record.shipped == "untrained" and record.train.trainable_parameters == 0
     assert record.train.head_start == "own"
     assert record.calibration == {}  # the test file stands in for dev: nothing fitted on it
     assert "no dev file given" in record.sources["dev"]

@@ -54,7 +54,8 @@ class RunRecord(BaseModel):
     baselines: dict[str, Scores] = Field(default_factory=dict)
     dev_baselines: dict[str, Scores] = Field(default_factory=dict)
     # "probe" when fine-tuning ended below the frozen-encoder probe on dev and the probe
-    # was shipped instead (training/probe_start.py)
+    # was shipped instead (training/probe_start.py); "untrained" when the method trains
+    # nothing (zero-shot, a prompted LM)
     shipped: str = "fine-tuned"
     # temperature scaling fitted on dev (evaluation/calibration.py): temperature, dev NLL
     calibration: dict[str, float] = Field(default_factory=dict)

@@ -188,13 +188,13 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
     dev_metric = trained.best_dev_metric if method.keeps_best_checkpoint else math.nan
     if math.isnan(dev_metric):  # the last step is kept, or no evaluation fell in the run
         dev_metric = dev_scores(config, task, model, tokenizer, dev_set).get(metric, math.nan)
-    shipped = "fine-tuned"
+    shipped = "fine-tuned" if trainable else "untrained"  # zero-shot, a prompted LM
     if probe is not None and config.training.fallback_to_probe and probe.beats(dev_metric):
         model, method, shipped = (probe_model(task, resolved, config.model.dropout, probe),
                                   registry.methods.get("head")(), "probe")
     # a shipped probe is a logistic regression, calibrated as fitted
     calibration = (calibrate(model, task, tokenizer, splits.dev)
-                   if config.evaluation.calibrate and shipped == "fine-tuned"
+                   if config.evaluation.calibrate and shipped != "probe"
                    and splits.dev is not splits.test else {})
     decision = task.fit_decision(model, tokenizer, splits.dev)
     test = (probe.test if shipped == "probe" and probe is not None and probe.test and
