@@ -322,16 +322,15 @@ for command in (*cli_lifecycle.COMMANDS, *cli_trust.COMMANDS):
 
 
 # the `train` extra's import names (pyproject.toml): missing in a serving install
-TRAINING_LIBRARIES = {"torch", "peft", "accelerate", "datasets", "sklearn", "matplotlib",
-                      "tensorboard", "seqeval", "sentence_transformers", "setfit", "gguf",
-                      "onnx", "onnx_ir", "captum", "psutil"}
+TRAINING_LIBRARIES = {"torch", "transformers", "peft", "accelerate", "datasets", "sklearn",
+                      "matplotlib", "tensorboard", "seqeval", "sentence_transformers",
+                      "setfit", "gguf", "onnx", "onnx_ir", "captum", "psutil"}
 
 
 def main() -> None:
     """Typer handles its own usage errors (exit code 2, its usual few lines) and exits;
     tunelab's input errors become one line with their exit code."""
-    # before a command imports transformers, which reads it: in a serving install it would
-    # say at import that torch is missing, which is no news there
+    # before a command imports transformers, which reads it once, at import
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app(prog_name="tunelab")

@@ -43,12 +43,20 @@ def quiet_libraries() -> None:
         from datasets.utils.logging import disable_progress_bar as quiet_datasets
 
         quiet_datasets()
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as transformers_logging
+    # Weight loading/saving bars (the Trainer keeps its own) and transformers' notices. They
+    # are set before transformers is imported where possible, as it reads them at import:
+    # importing it here would cost an exported model's commands half a second.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "huggingface_hub" in sys.modules:  # it has read the variable already
+        from huggingface_hub.utils import disable_progress_bars
 
-    transformers_logging.set_verbosity_error()
-    disable_progress_bars()  # weight loading/saving bars; the Trainer keeps its own
-    transformers_logging.disable_progress_bar()
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
     # peft reads a property transformers has deprecated: nothing a user can act on
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
                             category=FutureWarning)

@@ -13,6 +13,7 @@ from tunelab.config import RunConfig, load_config, read_yaml, validate_options
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, ModelError
 from tunelab.export.base import Exporter
+from tunelab.json_tokenizer import JsonTokenizer
 from tunelab.rundir import MODEL_META, read_json
 from tunelab.tasks.base import EvalResult, Task
 
@@ -94,12 +95,11 @@ def selected_variant(run: str | Path) -> tuple[Path, str, Path | None, str | Non
 
 
 def load_tokenizer(model_dir: Path, torch_model: bool) -> Any:
-    """The run's tokenizer. An exported model gets it straight from tokenizer.json: the Auto
-    class imports torch, which an exported model predicts without."""
-    if not torch_model and (model_dir / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
+    """The run's tokenizer. An exported model reads tokenizer.json with the tokenizers
+    library alone: transformers takes half a second to import, and its Auto class imports
+    torch, which an exported model predicts without."""
+    if not torch_model and JsonTokenizer.supports(model_dir):
+        return JsonTokenizer(model_dir)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

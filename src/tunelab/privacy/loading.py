@@ -38,10 +38,9 @@ def import_presidio() -> None:
     os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
     if "presidio_analyzer" in sys.modules:
         return
-    # transformers reads whether torch is installed once, when first imported: let it see
-    # the truth before the block below, so a later PyTorch model in this process still loads
-    import transformers.utils.import_utils  # noqa: F401
-
-    with _unimportable("torch", "transformers.pipelines"):
+    # Kept out while presidio imports: transformers (when not loaded already, for a PyTorch
+    # model) reads once, at its first import, whether torch is installed, and would then
+    # believe it is not; and the serving of an exported model does not need it at all.
+    with _unimportable("torch", "transformers", "transformers.pipelines"):
         import presidio_analyzer  # noqa: F401
         import presidio_anonymizer  # noqa: F401

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.inference import batched_outputs
+from tunelab.json_tokenizer import collator_for
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -112,11 +113,13 @@ def word_outputs(run: Callable[[dict[str, Any]], Any],
     """Per-word vectors (logits or hidden states) of `run` over `sentences`, one array of shape
     (words, dim) per sentence, read at each word's first subword. `run` takes torch tensors,
     or numpy arrays with `as_numpy`."""
-    from transformers import DataCollatorForTokenClassification
-
     windows = encode_windows(tokenizer, sentences, max_length)
-    collator = DataCollatorForTokenClassification(tokenizer,
-                                                  return_tensors="np" if as_numpy else "pt")
+    collator = collator_for(tokenizer)  # an exported model's: numpy already
+    if collator is None:
+        from transformers import DataCollatorForTokenClassification
+
+        collator = DataCollatorForTokenClassification(
+            tokenizer, return_tensors="np" if as_numpy else "pt")
     values = batched_outputs(run, collator, windows.features, batch_size)
     best: list[dict[int, tuple[int, np.ndarray]]] = [{} for _ in sentences]
     for w, window_values in enumerate(values):

@@ -20,6 +20,7 @@ from pydantic import (
 from tunelab.data.readers import Table
 from tunelab.errors import DataError, did_you_mean
 from tunelab.inference import as_features, batched_outputs, for_model, on_device, sigmoid, softmax
+from tunelab.json_tokenizer import collator_for
 from tunelab.tasks.base import EvalResult, TransformersClass
 from tunelab.tasks.labelled import LabelledOptions, LabelledTask, unique_labels
 from tunelab.tasks.out_of_scope import (
@@ -181,6 +182,8 @@ class TextClassification(LabelledTask):
         return Dataset.from_dict(encoded)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+        if (padding := collator_for(tokenizer)) is not None:  # an exported model's
+            return padding
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)

@@ -15,6 +15,7 @@ from tunelab.data.readers import Table
 from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, did_you_mean
 from tunelab.inference import on_device, softmax, takes_numpy
+from tunelab.json_tokenizer import collator_for
 from tunelab.tasks.alignment import (
     IGNORE,
     encode_windows,
@@ -171,6 +172,8 @@ class TokenClassification(LabelledTask):
         return Dataset.from_dict(columns)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForTokenClassification:
+        if (padding := collator_for(tokenizer)) is not None:  # an exported model's
+            return padding
         from transformers import DataCollatorForTokenClassification
 
         return DataCollatorForTokenClassification(tokenizer)
