@@ -158,6 +158,10 @@ def test_few_shot_label_sentences_join_the_examples(tiny_config: dict[str, Any])
     record = tunelab.train(parse_config(raw), overwrite=True).record
     # 16 examples and 2 copies of each label's one sentence: 80 pairs in batches of 16
     assert record.train.steps == 5
+    from tunelab.methods.few_shot import FewShotOptions, named
+
+    assert named("card_arrival", FewShotOptions()) and not named("3", FewShotOptions())
+    assert named("3", FewShotOptions(descriptions={"3": "refund"}))
     raw["method"] = {**method, "descriptions": {"great": "good"}}
     with pytest.raises(TunelabError, match=r"method\.descriptions: great are not labels"):
         tunelab.train(parse_config(raw), overwrite=True)

@@ -73,8 +73,9 @@ class FewShot(Method):
         texts = [text if isinstance(text, str) else " ".join(text) for text in train.inputs()]
         ids = [int(i) for i in task.label_ids(train)]  # type: ignore[attr-defined]
         for label, sentences in enumerate(label_sentences(self.labels, options)):
-            texts += sentences * options.label_examples
-            ids += [label] * (len(sentences) * options.label_examples)
+            if named(self.labels[label], options):  # "This text is about 3." says nothing
+                texts += sentences * options.label_examples
+                ids += [label] * (len(sentences) * options.label_examples)
         # setfit trains to max_steps whatever the pairs: set only as a cap
         steps = contrastive_steps(len(texts), options)
         args = TrainingArguments(
@@ -107,6 +108,12 @@ class FewShot(Method):
     @classmethod
     def load(cls, directory: Path, task: Task, meta: dict[str, Any]) -> Any:
         return EmbeddingClassifier.from_pretrained(directory)
+
+
+def named(label: str, options: FewShotOptions) -> bool:
+    """Whether a label has words to make sentences of: its description, or a name with a
+    letter in it (not a code such as 0 or 3)."""
+    return label in options.descriptions or any(c.isalpha() for c in label)
 
 
 def contrastive_steps(examples: int, options: FewShotOptions) -> int:
