@@ -71,6 +71,12 @@ def test_padding_matches_the_collators(folder: Path) -> None:
     assert set(padded) == set(expected)
     for key in padded:
         np.testing.assert_array_equal(padded[key], expected[key])
+    # a plugin task's own transformers collator pads with it as well
+    through = DataCollatorWithPadding(ours, return_tensors="np", pad_to_multiple_of=8)(features)
+    reference = DataCollatorWithPadding(theirs, return_tensors="np", pad_to_multiple_of=8)(
+        features)
+    for key in reference:
+        np.testing.assert_array_equal(through[key], reference[key])
     tagged = [{**feature, "labels": [1] * len(feature["input_ids"])} for feature in features]
     expected = DataCollatorForTokenClassification(theirs, return_tensors="np")(tagged)
     np.testing.assert_array_equal(ours.pad(tagged)["labels"], expected["labels"])

@@ -100,22 +100,34 @@ class JsonTokenizer:
         self.backend.no_truncation()
         return list(self.backend.encode(text, add_special_tokens=False).tokens)
 
-    def pad(self, features: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    def pad(self, features: Sequence[dict[str, Any]], padding: Any = True,
+            max_length: int | None = None, pad_to_multiple_of: int | None = None,
+            return_tensors: str | None = "np") -> dict[str, Any]:
         """A batch of encoded features as right-padded int64 arrays; labels that are
-        sequences are padded with -100 (the ignore index), as transformers' collators do."""
+        sequences are padded with -100 (the ignore index), as transformers' collators do.
+        It takes the arguments those collators pass, so a plugin task's own collator
+        (DataCollatorWithPadding(tokenizer)) pads with it too."""
         width = max(len(f["input_ids"]) for f in features)
+        if padding == "max_length" and max_length is not None:
+            width = max_length
+        if pad_to_multiple_of:
+            width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
         fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
                 "attention_mask": 0, "labels": IGNORE}
-        batch: dict[str, np.ndarray] = {}
+        batch: dict[str, Any] = {}
         for key in features[0]:
             values = [f[key] for f in features]
-            if key == "labels" and not isinstance(values[0], (list, tuple)):
+            if not isinstance(values[0], (list, tuple, np.ndarray)):
                 batch[key] = np.asarray(values)
                 continue
             array = np.full((len(values), width), fill.get(key, 0), dtype=np.int64)
             for row, value in enumerate(values):
                 array[row, :len(value)] = value
             batch[key] = array
+        if return_tensors == "pt":  # a plugin's collator on a PyTorch model
+            import torch
+
+            return {key: torch.as_tensor(value) for key, value in batch.items()}
         return batch
 
 
