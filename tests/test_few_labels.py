@@ -133,7 +133,7 @@ def test_examples_per_class_larger_than_a_class_is_refused(
 
 def test_few_shot_trains_pairs_then_a_head_and_reloads_and_exports_the_same(
         tiny_config: dict[str, Any]) -> None:
-    raw = {**tiny_config, "method": {"name": "few-shot", "iterations": 2},
+    raw = {**tiny_config, "method": {"name": "few-shot", "iterations": 2, "label_examples": 0},
            "data": {**tiny_config["data"], "examples_per_class": 8}}
     result = tunelab.train(parse_config(raw), overwrite=True)
     record = result.record

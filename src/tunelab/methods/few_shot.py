@@ -30,11 +30,13 @@ from tunelab.tasks.base import Task
 
 
 class FewShotOptions(ZeroShotOptions):
-    """With `label_examples`, each label's sentences (zero-shot's `templates` and
-    `descriptions`) join the training examples, as setfit's `get_templated_dataset` does."""
+    """Each label's sentences (zero-shot's `templates` and `descriptions`) join its
+    examples, `label_examples` times, as setfit's `get_templated_dataset` does. 8 was chosen
+    on dev (bench/few_shot.py: mean dev accuracy over SST-2 and AG News at 8 examples a
+    label, 3 seeds: 0.785 against 0.773 with 2 and 0.734 with none)."""
 
     model_config = ConfigDict(extra="forbid")
-    label_examples: int = Field(default=0, ge=0, description="Copies of each label's "
+    label_examples: int = Field(default=8, ge=0, description="Copies of each label's "
                                 "sentences added to its examples (0: none)")
     # SetFit's defaults from its paper: 20 pair iterations an example, one epoch
     iterations: int = Field(default=20, ge=1, description="Pairs drawn per example, x2")
