@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 IGNORE = -100  # the label of a padded position, as transformers pads them
-KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 class Encoded(dict[str, Any]):
