@@ -236,6 +236,33 @@ def test_a_zero_shot_run_takes_other_labels_per_request(
         assert code == 2 and message in err and err.strip().count("\n") == 0
 
 
+def test_an_exported_zero_shot_run_takes_labels_per_request_without_torch(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = tunelab.train(parse_config(zero_shot_config(tmp_path))).run_dir
+    tunelab.api.export(run, min_agreement=0.0, max_drop_points=100.0)
+    texts, labels = ["the weather today is sunny and warm", "my phone battery died"], \
+        ["weather", "phones"]
+    exported = Predictor(run, "onnx-fp32")
+    answer = exported.predict(texts, labels=labels)
+    assert [p["label"] for p in answer] == ["weather", "phones"]
+    for ours, theirs in zip(answer, Predictor(run, "torch").predict(texts, labels=labels),
+                            strict=True):
+        assert ours["probabilities"] == pytest.approx(theirs["probabilities"], abs=1e-3)
+    head = exported.model.relabel(labels, exported.tokenizer)
+    assert exported.model.relabel(labels, exported.tokenizer) is head  # kept
+    assert exported.predict(["the goalkeeper saved a penalty"])[0]["label"] == "sports"
+    script = ("import sys\nfrom tunelab.predictor import Predictor\n"
+              f"p = Predictor(sys.argv[1], 'onnx').predict({texts!r}, labels={labels!r})\n"
+              "print([x['label'] for x in p], 'torch' in sys.modules, "
+              "'transformers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(run)], capture_output=True,
+                            text=True)
+    assert result.stdout.strip() == "['weather', 'phones'] False False", result.stderr
+
+
 def test_labels_per_request_are_refused_by_a_trained_classifier(
         tiny_config: dict[str, Any]) -> None:
     run = tunelab.train(parse_config(tiny_config), overwrite=True).run_dir

@@ -14,6 +14,7 @@ from tunelab.data.text_checks import text_problem
 from tunelab.errors import DataError, ModelError
 from tunelab.export.base import Exporter
 from tunelab.json_tokenizer import JsonTokenizer
+from tunelab.methods.label_sentences import take_labels_per_request
 from tunelab.rundir import MODEL_META, read_json
 from tunelab.tasks.base import EvalResult, Task
 
@@ -129,6 +130,7 @@ class Predictor:
             exporter, path = exported
             self.backend = path.name
             self.model = exporter.load(path, threads, spinning)
+            take_labels_per_request(self.model, self.model_dir)
         self.model.eval()
         self.tokenizer = load_tokenizer(self.model_dir, torch_model=exported is None)
 

@@ -33,6 +33,16 @@ class _LogitsOnly(torch.nn.Module):
                           token_type_ids=token_type_ids).logits
 
 
+class _LogitsAndEmbeddings(_LogitsOnly):
+    """A sentence-embedding classifier's logits and the embedding they come from, so that
+    an exported zero-shot model takes other labels per request (methods/label_sentences)."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.model.embed(input_ids, attention_mask, token_type_ids)
+        return self.model.classifier(embeddings), embeddings
+
+
 def plain_model(model: Any, method_name: str, run_dir: Path) -> torch.nn.Module:
     """The model with the method's additions merged into its weights, on eager attention
     (ONNX Runtime's attention fusion matches the eager graph, not SDPA's)."""
@@ -53,13 +63,16 @@ def export_graph(model: torch.nn.Module, tokenizer: Any, path: Path, opset: int)
                        padding=True, return_tensors="pt")
     token_types = sample.get("token_type_ids", torch.zeros_like(sample["input_ids"]))
     dynamic = {0: "batch", 1: "sequence"}
+    embeds = hasattr(model, "embed")
+    outputs = ["logits", "embeddings"] if embeds else ["logits"]
     with torch.inference_mode():
         torch.onnx.export(
-            _LogitsOnly(model), (sample["input_ids"], sample["attention_mask"], token_types),
+            (_LogitsAndEmbeddings if embeds else _LogitsOnly)(model),
+            (sample["input_ids"], sample["attention_mask"], token_types),
             str(path), input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["logits"], opset_version=opset, dynamo=False,
+            output_names=outputs, opset_version=opset, dynamo=False,
             dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
-                          "token_type_ids": dynamic, "logits": {0: "batch"}},
+                          "token_type_ids": dynamic, **{name: {0: "batch"} for name in outputs}},
         )
 
 

@@ -28,18 +28,27 @@ class OnnxModel:
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
+        # a sentence-embedding classifier's export gives its embeddings too
+        self.embeds = "embeddings" in {o.name for o in self.session.get_outputs()}
 
     def eval(self) -> OnnxModel:
         return self
 
     def __call__(self, **batch: Any) -> SimpleNamespace:
+        (logits,) = self.session.run(["logits"], self._feeds(batch))
+        return SimpleNamespace(logits=logits)
+
+    def embed(self, **batch: Any) -> np.ndarray:
+        (embeddings,) = self.session.run(["embeddings"], self._feeds(batch))
+        return embeddings
+
+    def _feeds(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         feeds = {name: np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value,
                                             dtype=np.int64)
                  for name, value in batch.items() if name in self.input_names}
         if "token_type_ids" in self.input_names and "token_type_ids" not in feeds:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        (logits,) = self.session.run(["logits"], feeds)
-        return SimpleNamespace(logits=logits)
+        return feeds
 
 
 def default_threads() -> int:

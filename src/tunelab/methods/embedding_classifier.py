@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-HEAD, SETTINGS = "classifier.safetensors", "embedding_classifier.json"
+from tunelab.methods.embedding_layout import HEAD, SETTINGS
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field
 
 from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
 from tunelab.methods.embedding_classifier import EmbeddingClassifier, encoder_of
-from tunelab.methods.zero_shot import ZeroShotOptions, check_descriptions, label_sentences
+from tunelab.methods.label_sentences import ZeroShotOptions, check_descriptions, label_sentences
 from tunelab.tasks.base import Task
 
 

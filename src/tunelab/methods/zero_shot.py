@@ -16,35 +16,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tunelab.errors import ConfigError
 from tunelab.inference import as_features, batched_outputs
 from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
 from tunelab.methods.embedding_classifier import SETTINGS, EmbeddingClassifier, encoder_of
+from tunelab.methods.label_sentences import (
+    LabelHeads,
+    ZeroShotOptions,
+    check_descriptions,
+    label_sentences,
+)
 from tunelab.tasks.base import Task
 
-RELABEL_CACHE = 32
 SCALE = 20.0  # cosine x 20: a similarity gap of 0.05 is odds of e to 1
-
-
-class ZeroShotOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    templates: list[str] = Field(default_factory=lambda: ["This text is about {label}."],
-                                 min_length=1, description="Sentences that name a label; "
-                                 "a label's embedding is the mean over them")
-    descriptions: dict[str, str] = Field(
-        default_factory=dict, description="Words for a label, used in place of its name "
-        "(labels such as 0 and 1, or terse codes, need them)")
-
-    @field_validator("templates")
-    @classmethod
-    def _names_the_label(cls, templates: list[str]) -> list[str]:
-        for template in templates:
-            if "{label}" not in template:
-                raise ValueError(f"'{template}' has no {{label}} placeholder; write it as "
-                                 "'This text is about {label}.'")
-        return templates
 
 
 class ZeroShot(Method):
@@ -85,42 +69,16 @@ class ZeroShot(Method):
         # the calibrated scale: the temperature is folded into the rows' length
         scale = float(model.classifier.weight.detach().norm(dim=1).mean())
 
-        heads: dict[tuple[str, ...], EmbeddingClassifier] = {}
-
         def relabel(labels: list[str], tokenizer: Any) -> EmbeddingClassifier:
-            """The model over other labels; the last RELABEL_CACHE label lists are kept, as
-            clients repeat theirs and embedding them is most of a request's cost."""
-            key = tuple(labels)
-            if key not in heads:
-                other = EmbeddingClassifier(model.encoder, len(labels), model.normalize).eval()
-                with torch.no_grad():
-                    other.classifier.weight.copy_(
-                        scale * label_embeddings(model, tokenizer, labels, options))
-                    other.classifier.bias.zero_()
-                if len(heads) >= RELABEL_CACHE:
-                    heads.pop(next(iter(heads)))
-                heads[key] = other
-            return heads[key]
+            other = EmbeddingClassifier(model.encoder, len(labels), model.normalize).eval()
+            with torch.no_grad():
+                other.classifier.weight.copy_(
+                    scale * label_embeddings(model, tokenizer, labels, options))
+                other.classifier.bias.zero_()
+            return other
 
-        model.relabel = relabel
+        model.relabel = LabelHeads(relabel)
         return model
-
-
-def check_descriptions(options: ZeroShotOptions, task: Task) -> None:
-    labels = list(task.labels)  # type: ignore[attr-defined]
-    unknown = sorted(set(options.descriptions) - set(labels))
-    if unknown:
-        raise ConfigError(f"method.descriptions: {', '.join(unknown)} are not labels of "
-                          f"this run; the labels are {', '.join(labels)}")
-
-
-def label_sentences(labels: list[str], options: ZeroShotOptions) -> list[list[str]]:
-    """Each label's sentences: its description, else its name as words (card_arrival: card
-    arrival), in every template."""
-    def words(label: str) -> str:
-        return options.descriptions.get(label, label.replace("_", " ").strip())
-    return [[template.format(label=words(label)) for template in options.templates]
-            for label in labels]
 
 
 def label_embeddings(model: EmbeddingClassifier, tokenizer: Any, labels: list[str],

@@ -329,9 +329,10 @@ class TextClassification(LabelledTask):
         if labels:
             relabel = getattr(model, "relabel", None)
             if relabel is None:
-                raise DataError("request option labels: only a zero-shot run, served with the "
-                                "torch backend, takes labels per request; this model's labels "
-                                f"are {', '.join(self.labels)}")
+                raise DataError("request option labels: only a zero-shot run takes labels per "
+                                "request (one exported before its graph gave embeddings: "
+                                "run `tunelab export` again, or use --backend torch); this "
+                                f"model's labels are {', '.join(self.labels)}")
             return self.with_changes(labels=labels).predict(  # type: ignore[attr-defined]
                 relabel(labels, tokenizer), tokenizer, inputs, batch_size)
         texts = [item[0] if isinstance(item, (tuple, list)) else item for item in inputs]
