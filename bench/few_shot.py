@@ -220,8 +220,9 @@ def report() -> None:
                  f"and {PROMPT_DEV} dev texts, a seeded sample; {PROMPT_SHOTS} shots: the "
                  "nearest of the 8-a-label sample, seed 42):", "",
                  "| dataset | zero-shot, MiniLM (template chosen on dev) | dev accuracy by "
-                 f"template | prompted LM, 0 shots | prompted LM, {PROMPT_SHOTS} shots | seconds "
-                 "(prompted LM, 0 / 4 shots) |", "|---|---|---|---|---|---|"]
+                 f"template | prompted LM, 0 shots | prompted LM, {PROMPT_SHOTS} shots | fit "
+                 "seconds (prompted LM, 0 / 4 shots; scoring not in it) |",
+                 "|---|---|---|---|---|---|"]
     values: dict[str, Any] = {}
     for data in args.datasets.split(","):
         zero = [(saved(cell_name(data, f"zero-shot-{t}", 0, 42)), t) for t in TEMPLATES]
@@ -264,9 +265,9 @@ def report() -> None:
                         (mean["few-shot"] - mean["setfit-package"]) * 100, 2)
     lines += label_sentence_table(args.datasets.split(","))
     lines += untrained
-    lines += ["", "† some of these cells ran while the test suite shared the two cores (marked "
-              "`shared_cpu` in their rows): their seconds are upper bounds; accuracy is "
-              "unaffected."]
+    lines += ["", "† some of these cells ran while tests shared the two cores, or while the "
+              "benchmark was paused for a timing (marked `shared_cpu` in their rows): their "
+              "seconds are upper bounds; accuracy is unaffected."]
     if any("‡" in line for line in lines):
         lines += ["", "‡ a run of this cell ran with the fallback to the probe on (cells run "
                   "before it was turned off for this benchmark) and shipped the frozen-encoder "
