@@ -136,19 +136,23 @@ def setfit_package(spec: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def cells(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
     """Size 0: zero-shot (each template) and the prompted LM with no shots; size 8 also
-    runs the prompted LM with shots from the 8-a-label draw."""
-    datasets = args.datasets.split(",")
+    runs the prompted LM with shots from the 8-a-label draw. `--variants` keeps the cells
+    of the variants named (zero-shot: every template)."""
+    datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
     todo = []
     for size in [int(s) for s in args.sizes.split(",")]:
         if size == 0:
             todo += [(d, f"zero-shot-{t}", 0, 42) for d in datasets for t in TEMPLATES]
             todo += [(d, "prompt-lm", 0, 42) for d in datasets]
             continue
-        seeds = [int(s) for s in args.seeds.split(",")]
-        todo += [(d, v, size, s) for d in datasets for s in seeds
-                 for v in args.variants.split(",")]
+        todo += [(d, v, size, s) for d in datasets for s in seeds for v in VARIANTS
+                 + LABEL_VARIANTS]
         todo += [(d, "prompt-lm", 8, 42) for d in datasets if size == 8]
-    return todo
+    if args.variants:
+        named = args.variants.split(",")
+        return [cell for cell in todo if cell[1] in named
+                or ("zero-shot" in named and cell[1].startswith("zero-shot-"))]
+    return [cell for cell in todo if cell[1] not in LABEL_VARIANTS]
 
 
 def saved(name: str) -> dict[str, Any] | None:
@@ -284,8 +288,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="0," + SIZES, help="0: no training (zero-shot, "
                         "the prompted LM)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"of {', '.join(VARIANTS + LABEL_VARIANTS)}")
+    parser.add_argument("--variants", default="", help="only these: zero-shot, prompt-lm, "
+                        f"{', '.join(VARIANTS + LABEL_VARIANTS)} (default: all but the "
+                        "label-sentence variants)")
     parser.add_argument("--cell", nargs=4, metavar=("DATASET", "VARIANT", "N", "SEED"))
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
