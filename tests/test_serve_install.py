@@ -15,6 +15,7 @@ from conftest import ROOT, first_answer, free_port
 from test_export import trained
 
 import tunelab
+from tunelab.config import parse_config
 from tunelab.predictor import Predictor
 
 TEXTS = ["the movie was great", "awful plot, dull acting"]
@@ -58,6 +59,16 @@ def test_serve_extra_serves_an_exported_run_without_torch(tiny_config: dict[str,
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert f'"label": "{expected[0]}"' in predicted.stdout
     assert predicted.stderr == ""
+    # an exported zero-shot run takes other labels per request there too
+    from test_few_labels import zero_shot_config
+
+    zero = tunelab.train(parse_config(zero_shot_config(tmp_path))).run_dir
+    tunelab.api.export(zero, min_agreement=0.0, max_drop_points=100.0)
+    relabelled = subprocess.run([cli, "predict", str(zero), "my phone battery died",
+                                 "--labels", "weather,phones"], capture_output=True,
+                                text=True, cwd=tmp_path)
+    assert relabelled.returncode == 0, relabelled.stderr[-2000:]
+    assert '"label": "phones"' in relabelled.stdout
 
     port, log = free_port(), tmp_path / "serve.err"
     with log.open("w") as err:

@@ -61,6 +61,18 @@ def label_sentences(labels: list[str], options: ZeroShotOptions) -> list[list[st
             for label in labels]
 
 
+def label_rows(embed: Callable[..., Any], pad: Any, tokenizer: Any, labels: list[str],
+               options: ZeroShotOptions) -> np.ndarray:
+    """One unit vector per label: the mean of its sentences' unit embeddings, by `embed`
+    (a PyTorch or an exported model's) over batches padded by `pad`."""
+    sentences = label_sentences(labels, options)
+    flat = [s for group in sentences for s in group]
+    features = as_features(tokenizer(flat, truncation=True))
+    embedded = np.stack(batched_outputs(lambda batch: embed(**batch), pad, features))
+    rows = embedded.reshape(len(labels), len(options.templates), -1).mean(1)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 class LabelHeads:
     """A model over labels given per request, built by `build(labels, tokenizer)`; the heads
     of the last RELABEL_CACHE label lists are kept, as clients repeat theirs and embedding
@@ -110,17 +122,12 @@ def take_labels_per_request(model: Any, model_dir: Path) -> None:
     scale = float(np.linalg.norm(weight, axis=1).mean())  # the calibrated scale
 
     def build(labels: list[str], tokenizer: Any) -> ExportedLabelHead:
-        sentences = label_sentences(labels, options)
-        flat = [s for group in sentences for s in group]
-        features = as_features(tokenizer(flat, truncation=True))
         pad = collator_for(tokenizer)
         if pad is None:  # transformers' own tokenizer (a folder without tokenizer.json)
             from transformers import DataCollatorWithPadding
 
             pad = DataCollatorWithPadding(tokenizer, return_tensors="np")
-        embedded = np.stack(batched_outputs(lambda batch: model.embed(**batch), pad, features))
-        rows = embedded.reshape(len(labels), len(options.templates), -1).mean(1)
-        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        rows = label_rows(model.embed, pad, tokenizer, labels, options)
         return ExportedLabelHead(model, (scale * rows).astype(np.float32))
 
     model.relabel = LabelHeads(build)

@@ -14,17 +14,15 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from tunelab.inference import as_features, batched_outputs
 from tunelab.methods.base import Method, Trained, TrainingPlan, single_label_text
 from tunelab.methods.embedding_classifier import SETTINGS, EmbeddingClassifier, encoder_of
 from tunelab.methods.label_sentences import (
     LabelHeads,
     ZeroShotOptions,
     check_descriptions,
-    label_sentences,
+    label_rows,
 )
 from tunelab.tasks.base import Task
 
@@ -84,13 +82,7 @@ class ZeroShot(Method):
 def label_embeddings(model: EmbeddingClassifier, tokenizer: Any, labels: list[str],
                      options: ZeroShotOptions) -> torch.Tensor:
     """One unit vector per label: the mean of its sentences' unit embeddings."""
-    sentences = label_sentences(labels, options)
-    flat = [s for group in sentences for s in group]
     from transformers import DataCollatorWithPadding
 
-    features = as_features(tokenizer(flat, truncation=True))
-    embedded = torch.from_numpy(np.stack(batched_outputs(
-        lambda batch: model.embed(**batch), DataCollatorWithPadding(tokenizer), features)))
-    per_label = embedded.view(len(labels), len(options.templates), -1).mean(1)
-    return torch.nn.functional.normalize(per_label, dim=-1)
-
+    return torch.from_numpy(label_rows(model.embed, DataCollatorWithPadding(tokenizer),
+                                       tokenizer, labels, options))
