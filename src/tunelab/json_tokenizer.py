@@ -10,6 +10,7 @@ transformers' own classes; `tests/test_json_tokenizer.py` holds the two to the s
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class JsonTokenizer:
         self.backend = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.backend.no_truncation()  # set per call, as transformers does
         self.backend.no_padding()
+        # the truncation setting lives in the shared backend: a server's prediction and
+        # explanation threads each set theirs and encode under this lock
+        self.lock = threading.Lock()
         config_file = directory / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) \
             if config_file.is_file() else {}
@@ -70,12 +74,13 @@ class JsonTokenizer:
         if text_pair is not None:
             batch = list(zip(batch, [text_pair] if single else text_pair, strict=True))
         limit = max_length if max_length is not None else self.model_max_length
-        if truncation and limit is not None:
-            self.backend.enable_truncation(limit, stride=stride, strategy="longest_first")
-        else:
-            self.backend.no_truncation()
-        encodings = self.backend.encode_batch(batch, is_pretokenized=is_split_into_words,
-                                              add_special_tokens=add_special_tokens)
+        with self.lock:
+            if truncation and limit is not None:
+                self.backend.enable_truncation(limit, stride=stride, strategy="longest_first")
+            else:
+                self.backend.no_truncation()
+            encodings = self.backend.encode_batch(batch, is_pretokenized=is_split_into_words,
+                                                  add_special_tokens=add_special_tokens)
         flat, sample = [], []
         for i, encoding in enumerate(encodings):
             parts = [encoding, *encoding.overflowing] if return_overflowing_tokens else [encoding]
@@ -96,8 +101,9 @@ class JsonTokenizer:
         return self.backend.token_to_id(token) if token is not None else None
 
     def tokenize(self, text: str) -> list[str]:
-        self.backend.no_truncation()
-        return list(self.backend.encode(text, add_special_tokens=False).tokens)
+        with self.lock:
+            self.backend.no_truncation()
+            return list(self.backend.encode(text, add_special_tokens=False).tokens)
 
     def pad(self, features: Sequence[dict[str, Any]], padding: Any = True,
             max_length: int | None = None, pad_to_multiple_of: int | None = None,
