@@ -165,7 +165,7 @@ def spread(values: list[float]) -> str:
         return "-"
     mean = statistics.mean(values)
     if len(values) == 1:
-        return f"{mean:.4f}"
+        return f"{mean:.4f} (1 seed)"
     return f"{mean:.4f} ± {statistics.stdev(values):.4f} ({len(values)} seeds)"
 
 
