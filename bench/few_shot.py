@@ -32,6 +32,11 @@ VARIANTS = ["few-shot", "setfit-package", "full"]
 # these rows' dev; rows run as few-shot-labels8 before it was the default are its rows
 LABEL_VARIANTS = ["few-shot-labels0", "few-shot-labels2"]
 LABEL_COPIES = {"few-shot-labels0": 0, "few-shot-labels2": 2, "few-shot": 8}
+# plain fine-tuning as a Trainer tutorial does it: a random head at the body's rate
+# (`head_init: keep`); "full" is tunelab's default, which starts the head from the probe
+# with 20 labels or more
+RANDOM_HEAD = "full-random-head"
+OPTIONAL = [*LABEL_VARIANTS, RANDOM_HEAD]
 TEMPLATES = {"about": ["This text is about {label}."], "name": ["{label}."],
              "both": ["{label}.", "This text is about {label}."]}
 DESCRIBE = {"sst2": {"0": "negative", "1": "positive"}}  # SST-2's labels are 0 and 1
@@ -98,8 +103,12 @@ def run_cell(data: str, variant: str, size: int, seed: int) -> dict[str, Any]:
             method = {"name": "few-shot", "descriptions": DESCRIBE.get(data, {})}
         if variant.startswith("few-shot-labels"):  # label sentences join the examples
             method["label_examples"] = int(variant.removeprefix("few-shot-labels"))
+        if variant == RANDOM_HEAD:
+            method = {"name": "full"}
+        training = {"fallback_to_probe": False,
+                    **({"head_init": "keep"} if variant == RANDOM_HEAD else {})}
         raw = {"task": task, "data": {**files, "train": spec["train"]},
-               "method": method, "training": {"fallback_to_probe": False}}
+               "method": method, "training": training}
     config = parse_config({"name": cell_name(data, variant, size, seed), "seed": seed,
                            "output_dir": str(OUT / "runs"), **raw}, source="bench")
     record = tunelab.train(config, overwrite=True).record
@@ -146,13 +155,13 @@ def cells(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
             todo += [(d, "prompt-lm", 0, 42) for d in datasets]
             continue
         todo += [(d, v, size, s) for d in datasets for s in seeds for v in VARIANTS
-                 + LABEL_VARIANTS]
+                 + OPTIONAL]
         todo += [(d, "prompt-lm", 8, 42) for d in datasets if size == 8]
     if args.variants:
         named = args.variants.split(",")
         return [cell for cell in todo if cell[1] in named
                 or ("zero-shot" in named and cell[1].startswith("zero-shot-"))]
-    return [cell for cell in todo if cell[1] not in LABEL_VARIANTS]
+    return [cell for cell in todo if cell[1] not in OPTIONAL]
 
 
 def saved(name: str) -> dict[str, Any] | None:
@@ -201,6 +210,32 @@ def label_sentence_table(datasets: list[str]) -> list[str]:
                 for v in ks) + f" | {ks[max(dev, key=lambda v: dev[v])]} | "
                 f"{points(test['few-shot'], test['few-shot-labels0'])} |")
     return lines if len(lines) > 5 else []
+
+
+def random_head_table(datasets: list[str]) -> tuple[list[str], dict[str, float]]:
+    """Plain fine-tuning with a random head, against few-shot and tunelab's default
+    fine-tuning on the same seeds: the baseline the literature's few-shot gains are over."""
+    lines = ["", "Plain fine-tuning as a Trainer tutorial does it, a random head at the body's "
+             "rate (`head_init: keep`), against few-shot and tunelab's default fine-tuning on "
+             "the same seeds (they differ where tunelab's default starts the head from the "
+             "probe, with 20 labels or more):", "",
+             "| dataset | N | random head | tunelab default | few-shot | few-shot - random head "
+             "(pt) |", "|---|---|---|---|---|---|"]
+    values: dict[str, float] = {}
+    for data in datasets:
+        for size in [int(s) for s in SIZES.split(",")]:
+            seeds = [s for s in SEEDS if saved(cell_name(data, RANDOM_HEAD, size, s))]
+            got = {v: [saved(cell_name(data, v, size, s)) for s in seeds]
+                   for v in (RANDOM_HEAD, "full", "few-shot")}
+            if not seeds or not all(all(rows) for rows in got.values()):
+                continue
+            acc = {v: [r["test"] for r in rows] for v, rows in got.items()}
+            gain = (statistics.mean(acc["few-shot"]) - statistics.mean(acc[RANDOM_HEAD])) * 100
+            lines.append(f"| {data} | {size} | " + " | ".join(spread(acc[v]) for v in acc)
+                         + f" | {gain:+.2f} |")
+            if size == 8:
+                values[f"fewshot8_gain_pts_{data}_random_head"] = round(gain, 2)
+    return (lines if len(lines) > 5 else []), values
 
 
 def report() -> None:
@@ -268,6 +303,9 @@ def report() -> None:
                     values[f"fewshot8_vs_setfit_pts_{data}"] = round(
                         (mean["few-shot"] - mean["setfit-package"]) * 100, 2)
     lines += label_sentence_table(args.datasets.split(","))
+    random_head, random_head_values = random_head_table(args.datasets.split(","))
+    lines += random_head
+    values |= random_head_values
     lines += untrained
     lines += ["", "† some of these cells ran while tests shared the two cores, or while the "
               "benchmark was paused for a timing (marked `shared_cpu` in their rows): their "
@@ -289,8 +327,8 @@ def main() -> None:
                         "the prompted LM)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--variants", default="", help="only these: zero-shot, prompt-lm, "
-                        f"{', '.join(VARIANTS + LABEL_VARIANTS)} (default: all but the "
-                        "label-sentence variants)")
+                        f"{', '.join(VARIANTS + OPTIONAL)} (default: all but the "
+                        "label-sentence and random-head variants)")
     parser.add_argument("--cell", nargs=4, metavar=("DATASET", "VARIANT", "N", "SEED"))
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
