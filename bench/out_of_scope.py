@@ -155,8 +155,7 @@ def measure(name: str, mpnet: str | None = None, again: bool = True) -> dict[str
     data = files()
     kinds, dev_kinds = np.array(data.pop("kinds")), np.array(data.pop("dev_kinds"))
     run, seconds = trained(name, data, mpnet, again)
-    train_logits, train_features, train_gold = outputs_of(run, data["train"])
-    del train_logits
+    _, train_features, train_gold = outputs_of(run, data["train"])
     dev_logits, dev_features, dev_gold = outputs_of(run, data["dev"])
     test_logits, test_features, test_gold = outputs_of(run, data["test"])
     dev_by = {s: in_scope_scores(dev_logits, s) for s in LOGIT_SCORES}
