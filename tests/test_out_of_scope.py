@@ -82,14 +82,28 @@ def test_a_run_fits_the_threshold_on_dev_and_reports_out_of_scope_on_test(
     assert agree >= 0.95  # the same threshold on the exported model's logits
 
 
-def test_out_of_scope_rows_in_train_are_refused(tiny_config: dict[str, Any],
-                                                tmp_path: Path) -> None:
-    raw = oos_config(tiny_config, tmp_path)
-    raw["data"]["train"] = str(write_csv(tmp_path / "train_oos.csv", sentiment_rows(30, 1, OOS)))
-    with pytest.raises(TunelabError, match=r"train_oos\.csv:\d+: 'out_of_scope' is the "
-                                           r"out-of-scope label"):
-        tunelab.train(parse_config(raw))
-    assert not (Path(tiny_config["output_dir"]) / "tiny").exists()
+def test_out_of_scope_rows_in_train_are_learned_as_a_class_of_their_own(
+        tiny_config: dict[str, Any], tmp_path: Path) -> None:
+    raw = oos_config(tiny_config, tmp_path, target_recall=0.5)
+    raw["data"]["train"] = str(write_csv(tmp_path / "train_oos.csv", sentiment_rows(144, 1, OOS)))
+    raw["training"] = {**raw["training"], "epochs": 16, "early_stopping": {"patience": 8}}
+    result = tunelab.train(parse_config(raw), overwrite=True)
+    config = json.loads((result.run_dir / "model" / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == sorted(OOS)  # plain transformers sees it
+    record = result.record
+    # the out-of-scope rows' own word is learned: the class finds them, not the threshold
+    assert record.test["oos_recall"] >= 0.9 and record.test["in_scope_accuracy"] >= 0.9
+    assert np.isfinite(record.out_of_scope["threshold"])
+    saved = [json.loads(line) for line in
+             (result.run_dir / "predictions.jsonl").read_text().splitlines()]
+    by_class = [row for row in saved if row["label"] == "out_of_scope"
+                and max(row["probabilities"], key=row["probabilities"].get) == "out_of_scope"]
+    assert by_class  # the class itself decides, not only the threshold
+    again = Predictor(result.run_dir, "torch").predict([row["text"] for row in saved])
+    assert [p["label"] for p in again] == [row["label"] for row in saved]
+    tunelab.api.export(result.run_dir, min_agreement=0.0, max_drop_points=100.0)
+    onnx = Predictor(result.run_dir, "onnx-fp32").predict([row["text"] for row in saved])
+    assert np.mean([a["label"] == b["label"] for a, b in zip(onnx, again, strict=True)]) >= 0.95
 
 
 def test_a_dev_file_without_out_of_scope_rows_is_refused_before_the_run(

@@ -13,7 +13,13 @@ embedding distance, which would need a second output of the exported graph, is n
 
 The threshold is fitted on dev, which must hold out-of-scope examples (rows labelled with
 the out-of-scope label), for a target out-of-scope recall or a target in-scope precision.
-Out-of-scope rows never train: the model learns the intents, the threshold learns the rest.
+
+Out-of-scope rows in train are learned as a class of their own (Larson et al., 2019, who
+found it the best of their approaches on CLINC150): a text whose best class is that one is
+out of scope whatever its score, and the threshold catches the rest. On BANKING77-OOS,
+learning its in-domain out-of-scope training rows found 0.90 of the in-domain out-of-scope
+test queries where the threshold alone found 0.54, at a higher in-scope accuracy (0.835
+against 0.81; bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -46,12 +52,17 @@ class OutOfScopeOptions(BaseModel):
         return self
 
 
-def in_scope_scores(logits: np.ndarray, kind: str) -> np.ndarray:
-    """Higher means more surely one of the intents."""
+def in_scope_scores(logits: np.ndarray, kind: str, oos_class: int | None = None
+                    ) -> np.ndarray:
+    """Higher means more surely one of the intents; -inf where the best class is the learned
+    out-of-scope class (`oos_class`), so that no threshold keeps it in scope."""
     logits = np.asarray(logits, dtype=np.float64)
     top = logits.max(axis=-1, keepdims=True)
     log_sum = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-    return log_sum if kind == "energy" else np.exp(top[:, 0] - log_sum)
+    scores = log_sum if kind == "energy" else np.exp(top[:, 0] - log_sum)
+    if oos_class is not None and len(logits):
+        scores = np.where(logits.argmax(axis=-1) == oos_class, -np.inf, scores)
+    return scores
 
 
 def fit_threshold(scores: np.ndarray, out_of_scope: np.ndarray,
@@ -59,7 +70,10 @@ def fit_threshold(scores: np.ndarray, out_of_scope: np.ndarray,
     """The threshold meeting the target on these (dev) scores: for a recall, the lowest that
     finds that share of the out-of-scope examples; for an in-scope precision, the lowest at
     which the texts kept in scope are that pure (most intents kept)."""
-    candidates = np.unique(scores)
+    finite = scores[np.isfinite(scores)]
+    if not len(finite):
+        return 0.0
+    candidates = np.unique(finite)
     candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf))
     if options.target_in_scope_precision is not None:
         for threshold in candidates:  # ascending: the first that meets it keeps the most
@@ -72,6 +86,8 @@ def fit_threshold(scores: np.ndarray, out_of_scope: np.ndarray,
     oos = np.sort(scores[out_of_scope])
     # below the threshold counts as out of scope: the k-th smallest score, plus a hair
     k = min(len(oos) - 1, int(np.ceil(target * len(oos))) - 1)
+    if not np.isfinite(oos[max(k, 0)]):  # the learned class alone meets the target
+        return float(candidates[0])
     return float(np.nextafter(oos[max(k, 0)], np.inf))
 
 
@@ -92,8 +108,8 @@ def plot_tradeoff(fig: Any, scores: np.ndarray, gold: np.ndarray, best: np.ndarr
                   threshold: float) -> None:
     """In-scope accuracy against out-of-scope recall as the threshold moves; the fitted
     threshold marked."""
-    points = []
-    for t in np.quantile(scores, np.linspace(0, 1, 101)):
+    points, finite = [], scores[np.isfinite(scores)]
+    for t in np.quantile(finite, np.linspace(0, 1, 101)) if len(finite) else [0.0]:
         predicted = np.where(scores < t, OOS_ID, best)
         found = oos_metrics(gold, predicted)
         points.append((found["oos_recall"], found["in_scope_accuracy"]))

@@ -107,6 +107,15 @@ class TextClassification(LabelledTask):
         return self.options.out_of_scope  # type: ignore[attr-defined]
 
     @property
+    def oos_class(self) -> int | None:
+        """The class learned from out-of-scope rows in train, if there were any."""
+        return self.label_index.get(self.oos.label) if self.oos is not None else None
+
+    def as_decided(self, ids: np.ndarray) -> np.ndarray:
+        """Gold ids as `decide` gives them: the learned out-of-scope class as OOS_ID."""
+        return ids if self.oos_class is None else np.where(ids == self.oos_class, OOS_ID, ids)
+
+    @property
     def default_metric(self) -> str:  # type: ignore[override]
         return "f1_micro" if self.multi_label else "accuracy"
 
@@ -128,14 +137,7 @@ class TextClassification(LabelledTask):
     def label_set(cls, examples: TextExamples, options: BaseModel) -> list[str]:
         multi_label = options.multi_label  # type: ignore[attr-defined]
         seen = {lab for labs in examples.labels for lab in (labs if multi_label else [labs])}
-        oos = options.out_of_scope  # type: ignore[attr-defined]
-        if oos is not None and oos.label in seen:
-            line = examples.labels.index(oos.label)
-            raise DataError(f"{examples.where(line)}: '{oos.label}' is the out-of-scope label; "
-                            "out-of-scope rows belong in dev (the threshold is fitted there) "
-                            "and test, not in train: move them, or set "
-                            "task.out_of_scope.label to another name")
-        return sorted(seen, key=natural_key)
+        return sorted(seen, key=natural_key)  # out-of-scope rows in train: a class
 
     def check_labels(self, examples: TextExamples, train_source: str) -> None:
         known = set(self.labels) | ({self.oos.label} if self.oos else set())
@@ -202,15 +204,16 @@ class TextClassification(LabelledTask):
             probs = sigmoid(logits)
             return probs, (probs >= self.threshold).astype(np.float32)
         probs = softmax(logits)
-        predicted = probs.argmax(axis=-1)
+        predicted = self.as_decided(probs.argmax(axis=-1))
         if self.oos is not None and self.oos.threshold is not None and len(logits):
-            below = in_scope_scores(logits, self.oos.score) < self.oos.threshold
+            below = in_scope_scores(logits, self.oos.score, self.oos_class) < self.oos.threshold
             predicted = np.where(below, OOS_ID, predicted)
         return probs, predicted
 
     def compute_metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
         _, predicted = self.decide(logits)
         if not self.multi_label:  # out-of-scope rows are scored by the threshold, not here
+            label_ids = self.as_decided(label_ids)
             keep = label_ids != OOS_ID
             label_ids, predicted = label_ids[keep], predicted[keep]
         from tunelab.evaluation import classification as scores  # sklearn: not to predict
@@ -232,8 +235,8 @@ class TextClassification(LabelledTask):
         if self.oos is None:
             return {}
         dev_logits = self.logits_for_examples(model, tokenizer, dev)
-        found = in_scope_scores(dev_logits, self.oos.score)
-        gold = self.label_ids(dev)
+        found = in_scope_scores(dev_logits, self.oos.score, self.oos_class)
+        gold = self.as_decided(self.label_ids(dev))
         if self.oos.threshold is None:
             self.oos.threshold = fit_threshold(found, gold == OOS_ID, self.oos)
         _, predicted = self.decide(dev_logits)
@@ -254,21 +257,24 @@ class TextClassification(LabelledTask):
     def evaluate(self, examples: TextExamples, logits: np.ndarray) -> EvalResult:
         from tunelab.evaluation import classification as scores
 
-        gold = self.label_ids(examples)
+        gold = self.as_decided(self.label_ids(examples))
         probs, predicted = self.decide(logits)
         labels = self.labels
-        if self.oos is not None:  # out of scope: one more row and column of the report
-            labels = [*labels, self.oos.label]
-            result = self._result(*(np.where(x == OOS_ID, len(self.labels), x)
+        # out of scope: the learned class's row and column of the report, or one more
+        shown_oos = len(labels) if self.oos_class is None else self.oos_class
+        if self.oos is not None:
+            labels = labels if self.oos_class is not None else [*labels, self.oos.label]
+            result = self._result(*(np.where(x == OOS_ID, shown_oos, x)
                                     for x in (gold, predicted)), labels)
             result.metrics.update(oos_metrics(gold, predicted))
             if self.oos.threshold is not None and (gold == OOS_ID).any():
-                found, best = in_scope_scores(logits, self.oos.score), probs.argmax(-1)
+                found = in_scope_scores(logits, self.oos.score, self.oos_class)
+                best = self.as_decided(probs.argmax(-1))
                 result.figures["out_of_scope.png"] = lambda fig: plot_tradeoff(
                     fig, found, gold, best, self.oos.threshold)  # type: ignore[union-attr]
         else:
             result = self._result(gold, predicted)
-        shown = [np.where(x == OOS_ID, len(self.labels), x) for x in (gold, predicted)]
+        shown = [np.where(x == OOS_ID, shown_oos, x) for x in (gold, predicted)]
         result.figures["confusion.png"] = lambda fig: scores.plot_confusion(
             fig, *shown, labels, self.multi_label)
         result.predictions = []
