@@ -311,6 +311,7 @@ def conditions(args: argparse.Namespace) -> str:
             "and CoNLL-2003 at tunelab's default head start (`auto`: the probe with 77 "
             "intents, a random head at its own rate with 9 tags), with no fallback to the "
             "probe and no training past the plan; "
+            "the parameter-efficient methods in micro-batches of 8 (their default); "
             f"up to {args.epochs} epochs with early stopping on dev "
             f"(every {args.eval_every} steps; AdaLoRA trains its whole plan); seed 42, one "
             f"seed; {lrs}; batch-1 latency: median of 50 single predictions after export "

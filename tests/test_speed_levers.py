@@ -174,3 +174,49 @@ def test_frozen_layer_cache_works_for_ner(tiny_config: dict[str, Any], tmp_path:
     again = Predictor(result.run_dir).evaluate(Path(files["test"])).metrics
     assert again["f1"] == pytest.approx(result.metrics["test"]["f1"])
     assert again["token_accuracy"] == pytest.approx(result.metrics["test"]["token_accuracy"])
+
+
+def test_micro_batches_make_the_same_update_as_the_whole_batch(
+        tiny_model_dir: Path, tiny_config: dict[str, Any], tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = examples(64, 3)
+    task = task_for(data)
+    dataset = task.encode(data, tokenizer)
+    runs = []
+    for micro in (None, 4):
+        raw = {**tiny_config, "training": {**tiny_config["training"], "batch_size": 16,
+                                           "micro_batch_size": micro, "max_steps": 3,
+                                           "group_by_length": False, "warmup_ratio": 0.0,
+                                           "logging_steps": 1}}
+        config = parse_config(raw)
+        plan = training_plan(config, len(dataset))
+        assert plan.batch_size == 16 and plan.micro_batch == (micro or 16)
+        torch.manual_seed(0)
+        model = task.build_model(resolve_model(str(tiny_model_dir)), dropout=0.0)
+        trainer = build_trainer(config, plan, task, model, tokenizer, dataset, dataset,
+                                tmp_path / str(micro), 1e-2, "accuracy", keep_best=False)
+        assert trainer.args.per_device_train_batch_size * \
+            trainer.args.gradient_accumulation_steps == 16
+        start = model.classifier.weight.detach().clone()
+        trainer.train()
+        runs.append(([log["loss"] for log in trainer.state.log_history if "loss" in log],
+                     model.classifier.weight.detach().clone()))
+    (whole_losses, whole_head), (micro_losses, micro_head) = runs
+    assert len(whole_losses) == 3 and micro_losses == pytest.approx(whole_losses, rel=1e-4)
+    # the head's gradients are far from zero, so Adam's steps on it match closely (on weights
+    # with near-zero gradients float noise can flip the sign of Adam's step)
+    assert torch.allclose(whole_head, micro_head, atol=1e-5)
+    assert not torch.allclose(start, micro_head, atol=1e-3)  # and it did move
+
+
+def test_parameter_efficient_methods_take_micro_batches_and_full_fine_tuning_does_not(
+        tiny_config: dict[str, Any]) -> None:
+    from tunelab import registry
+
+    raw = {**tiny_config, "training": {**tiny_config["training"], "batch_size": 32}}
+    config = parse_config(raw)
+    for method, micro in (("full", 32), ("lora", 8), ("ia3", 8), ("adapter", 8)):
+        plan = training_plan(config, 200, registry.methods.get(method).micro_batch_size)
+        assert plan.batch_size == 32 and plan.micro_batch == micro, method
+    raw["training"]["batch_size"] = 20  # 8 does not divide it: the largest divisor below
+    assert training_plan(parse_config(raw), 200, 8).micro_batch == 5

@@ -21,12 +21,7 @@ from pydantic import (
 )
 
 from tunelab import registry
-from tunelab.config_checks import (
-    HF_NAMES,
-    ConfigKeyError,
-    validate_options,
-    validation_problem,
-)
+from tunelab.config_checks import HF_NAMES, ConfigKeyError, validate_options, validation_problem
 from tunelab.errors import ConfigError, did_you_mean
 from tunelab.privacy.options import MaskSetting
 
@@ -136,6 +131,9 @@ class TrainingConfig(Section):
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     grad_accum: int = Field(default=1, ge=1)
+    # examples a forward pass holds, the rest of batch_size by gradient accumulation: fewer
+    # activations in memory, the same update; None: the method's (8 for the PEFT methods)
+    micro_batch_size: int | None = Field(default=None, ge=1)
     # None: the method's default; "find": a learning-rate range test picks it
     lr: float | Literal["find"] | None = None
     # the output layer's own learning rate; None: 1e-3 (or lr if larger) for a new head that

@@ -135,7 +135,7 @@ def _train(config: RunConfig, slot: run_slot.RunSlot,
                                        str(config.data.train), config.model.name)
 
     train_set = method.use_data(task, tokenizer, train_set)
-    plan = training_plan(config, len(train_set))
+    plan = training_plan(config, len(train_set), method.micro_batch_size)
     method.check_plan(model, task, plan)
     learns = len(splits.train) > 0  # zero-shot without training data learns from nothing
     start = head_start(config, task, model) if method.uses_task_head else "own"

@@ -105,6 +105,7 @@ class BottleneckAdapters(Method):
     Options = AdapterOptions
     default_lr = 1e-3
     mergeable: ClassVar[bool] = False
+    micro_batch_size = 8
 
     def check(self, model: PreTrainedModel, task: Task) -> None:
         adapter_targets(model, self.options.kind)  # type: ignore[attr-defined]

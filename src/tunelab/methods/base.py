@@ -32,6 +32,7 @@ class TrainingPlan:
     epochs: float
     eval_steps: int | None = None  # None: at the end of each epoch
     logging_steps: int = 1
+    micro_batch: int = 0  # examples a forward pass holds; 0: the whole batch
 
 
 @dataclass
@@ -64,6 +65,10 @@ class Method:
     # False: the method builds its own output layer (zero-/few-shot), so the task model's
     # new head gets no start from the probe; the probe is still fitted as the baseline
     uses_task_head: ClassVar[bool] = True
+    # Examples a forward pass holds when training.micro_batch_size is not set; the rest of
+    # the batch comes by gradient accumulation. A method that trains few weights spends its
+    # memory on activations, so it takes small micro-batches (training/plan.py).
+    micro_batch_size: ClassVar[int | None] = None
 
     def __init__(self, options: BaseModel | None = None) -> None:
         self.options = options if options is not None else self.Options()

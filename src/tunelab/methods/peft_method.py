@@ -25,6 +25,7 @@ class PeftMethod(Method):
     renames: ClassVar[dict[str, str]] = {}  # option name -> peft config field
     from_plan: ClassVar[dict[str, str]] = {}  # peft config field -> TrainingPlan attribute
     default_lr = 5e-4
+    micro_batch_size = 8
 
     def peft_config(self, model: PreTrainedModel, task: Task, plan: TrainingPlan
                     ) -> PeftConfig:

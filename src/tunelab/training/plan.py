@@ -26,8 +26,16 @@ EVALUATIONS = 15
 LOG_SHARE = 0.05  # a loss line every 5% of the steps
 
 
-def training_plan(config: RunConfig, n_train: int) -> TrainingPlan:
-    """Steps as the Trainer counts them: batches per epoch, then optimizer steps."""
+def micro_batch(batch_size: int, wanted: int | None) -> int:
+    """The largest divisor of the batch size up to `wanted` (None: the whole batch)."""
+    return max(d for d in range(1, min(wanted or batch_size, batch_size) + 1)
+               if batch_size % d == 0)
+
+
+def training_plan(config: RunConfig, n_train: int, method_micro_batch: int | None = None
+                  ) -> TrainingPlan:
+    """Steps as the Trainer counts them: batches per epoch, then optimizer steps. The batch
+    is split into micro-batches of training.micro_batch_size, or the method's own size."""
     t = config.training
     per_epoch = max(math.ceil(n_train / t.batch_size) // t.grad_accum, 1)
     if t.max_steps:
@@ -43,4 +51,5 @@ def training_plan(config: RunConfig, n_train: int) -> TrainingPlan:
         eval_steps = None if t.eval_every == "epoch" else t.eval_every
     return TrainingPlan(n_train, t.batch_size * t.grad_accum, per_epoch, total,
                         total / per_epoch, eval_steps,
-                        t.logging_steps or max(1, math.ceil(total * LOG_SHARE)))
+                        t.logging_steps or max(1, math.ceil(total * LOG_SHARE)),
+                        micro_batch(t.batch_size, t.micro_batch_size or method_micro_batch))

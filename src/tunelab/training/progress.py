@@ -33,9 +33,10 @@ class TrainingProgress(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, **_: Any) -> None:
+        micro, accumulated = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        split = f" in micro-batches of {micro}" if accumulated > 1 else ""
         self.say(f"{self.header}; {state.max_steps} optimizer steps, batch "
-                 f"{args.per_device_train_batch_size * args.gradient_accumulation_steps}, "
-                 f"lr {args.learning_rate:g}")
+                 f"{micro * accumulated}{split}, lr {args.learning_rate:g}")
         if state.global_step:
             self.say(f"resuming at step {state.global_step} of {state.max_steps}")
         self.first_step = state.global_step

@@ -30,6 +30,7 @@ from tunelab.config import RunConfig
 from tunelab.methods.base import Trained, TrainingPlan, trainable_summary
 from tunelab.tasks.base import Task
 from tunelab.tasks.head_growth import output_layer
+from tunelab.training.memory import ReleaseMemory
 from tunelab.training.progress import TrainingProgress
 
 
@@ -37,11 +38,12 @@ def training_arguments(config: RunConfig, plan: TrainingPlan, output_dir: Path, 
                        lr: float, keep_best: bool = True) -> TrainingArguments:
     t = config.training
     by_steps = plan.eval_steps is not None
+    micro = plan.micro_batch or t.batch_size
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=t.batch_size,
+        per_device_train_batch_size=micro,
         per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.grad_accum,
+        gradient_accumulation_steps=plan.batch_size // micro,
         max_steps=plan.total_steps,  # the plan's count (training/plan.py) decides
         learning_rate=lr,
         lr_scheduler_type=t.scheduler,
@@ -117,7 +119,7 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
     args = training_arguments(config, plan, run_dir / checkpoints, metric, lr, keep_best)
     callbacks: list[Any] = [
         TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
-        TrainingClock(),
+        TrainingClock(), ReleaseMemory(),
     ]
     if config.training.early_stopping.enabled and keep_best:
         stopping = config.training.early_stopping
@@ -140,6 +142,10 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
         compute_metrics=metric_function(task), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+    # The encoder heads' losses are batch means that ignore `num_items_in_batch`, but their
+    # forward takes **kwargs, so the Trainer would take them as scaled and sum, not average,
+    # the losses of accumulated micro-batches: a batch's gradient would grow with grad_accum.
+    trainer.loss_is_scaled_for_ga = False
     if head_lr and head_lr != lr and getattr(task, "labels", None):
         with_head_lr(trainer, output_layer(model, len(task.labels))[1], head_lr)
     return trainer
