@@ -128,10 +128,9 @@ BASES: dict[str, tuple[dict[str, Any], str, bool]] = {
 MPNET = "all-mpnet-base-v2"
 
 
-def outputs_of(run: Path, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+def outputs_of(run: Path, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """The shipped model's logits on a file, the features its classifier reads (the pooled
-    encoder output), the gold ids (OOS_ID out of scope) and the learned out-of-scope class
-    (None where the run has none)."""
+    encoder output), the gold ids (OOS_ID out of scope) and the run's task."""
     import torch
 
     from tunelab.config import parse_config
@@ -157,7 +156,7 @@ def outputs_of(run: Path, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
                                                               examples.texts)), 64, True))
     hook.remove()
     n = len(task.labels)
-    return rows[:, :n], rows[:, n:], task.as_decided(task.label_ids(examples)), task.oos_class
+    return rows[:, :n], rows[:, n:], task.as_decided(task.label_ids(examples)), task
 
 
 def feature_scores(train: np.ndarray, train_gold: np.ndarray, features: np.ndarray
@@ -214,14 +213,10 @@ def measure(name: str, mpnet: str | None = None, again: bool = True) -> dict[str
     kinds, dev_kinds = np.array(data.pop("kinds")), np.array(data.pop("dev_kinds"))
     run, seconds = trained(name, data, mpnet, again)
     _, train_features, train_gold, _ = outputs_of(run, data["train"])
-    dev_logits, dev_features, dev_gold, oos_class = outputs_of(run, data["dev"])
+    dev_logits, dev_features, dev_gold, task = outputs_of(run, data["dev"])
     test_logits, test_features, test_gold, _ = outputs_of(run, data["test"])
-
-    def decided(logits: np.ndarray) -> np.ndarray:  # a learned out-of-scope class is OOS_ID
-        best = logits.argmax(-1)
-        return best if oos_class is None else np.where(best == oos_class, OOS_ID, best)
-
-    dev_best, test_best = decided(dev_logits), decided(test_logits)
+    oos_class = task.oos_class  # a learned out-of-scope class's texts are out of scope
+    dev_best, test_best = (task.as_decided(x.argmax(-1)) for x in (dev_logits, test_logits))
     dev_by = {s: in_scope_scores(dev_logits, s, oos_class) for s in LOGIT_SCORES}
     test_by = {s: in_scope_scores(test_logits, s, oos_class) for s in LOGIT_SCORES}
     in_train = train_gold != OOS_ID  # the features of the intents' own rows

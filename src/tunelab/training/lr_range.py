@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from tunelab.methods.base import TrainingPlan
-from tunelab.training.trainer import training_arguments
+from tunelab.training.trainer import MeanLossTrainer, training_arguments
 
 if TYPE_CHECKING:
     from tunelab.config import RunConfig
@@ -41,7 +41,7 @@ class RangeTest:
     picked: float
 
 
-class ExponentialRange(Trainer):
+class ExponentialRange(MeanLossTrainer):
     """A Trainer whose schedule multiplies the learning rate by `growth` every step."""
 
     def __init__(self, *args: Any, growth: float, **kwargs: Any) -> None:

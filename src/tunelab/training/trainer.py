@@ -74,6 +74,15 @@ def training_arguments(config: RunConfig, plan: TrainingPlan, output_dir: Path, 
     )
 
 
+class MeanLossTrainer(Trainer):
+    """The Trainer for tunelab's models. Their heads' losses are batch means that ignore
+    `num_items_in_batch`, but their forward takes **kwargs, so a plain Trainer would take the
+    loss as scaled already and sum, not average, the losses of accumulated micro-batches: a
+    batch's gradient would grow with the accumulation steps."""
+
+    loss_is_scaled_for_ga = False
+
+
 class TrainingClock(TrainerCallback):
     """Adds `train_seconds` to each evaluation in the log history: wall time since training
     began, less the time spent evaluating, so accuracy can be plotted against training time."""
@@ -136,16 +145,12 @@ def build_trainer(config: RunConfig, plan: TrainingPlan, task: Task, model: Any,
         f"{len(train_set)} training and {len(dev_set)} dev examples, on {device} with "
         f"{torch.get_num_threads()} threads", metric))
     callbacks += extra_callbacks or []
-    trainer = Trainer(
+    trainer = MeanLossTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
         processing_class=tokenizer, data_collator=collator or task.collator(tokenizer),
         compute_metrics=metric_function(task), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
-    # The encoder heads' losses are batch means that ignore `num_items_in_batch`, but their
-    # forward takes **kwargs, so the Trainer would take them as scaled and sum, not average,
-    # the losses of accumulated micro-batches: a batch's gradient would grow with grad_accum.
-    trainer.loss_is_scaled_for_ga = False
     if head_lr and head_lr != lr and getattr(task, "labels", None):
         with_head_lr(trainer, output_layer(model, len(task.labels))[1], head_lr)
     return trainer
