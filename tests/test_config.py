@@ -56,6 +56,16 @@ def test_bad_value_names_the_field() -> None:
         parse_config({**BASE, "training": {"batch_size": 0}})
 
 
+def test_a_micro_batch_that_does_not_split_the_batch_evenly_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"training\.micro_batch_size: does not divide "
+                       r"batch_size 32; use one of 1, 2, 4, 8, 16, 32 \(got 12\)"):
+        parse_config({**BASE, "training": {"micro_batch_size": 12}})
+    with pytest.raises(ConfigError, match=r"batch_size 12; use one of 1, 2, 3, 4, 6, 12"):
+        parse_config({**BASE, "training": {"batch_size": 12, "micro_batch_size": 8}})
+    assert parse_config({**BASE, "training": {"micro_batch_size": 4}}).training \
+        .micro_batch_size == 4
+
+
 def test_overrides_parse_values_as_yaml() -> None:
     raw = {**BASE, "method": "full"}
     for assignment in ("training.lr=3e-5", "training.epochs=2", "method.name=lora",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,7 +22,14 @@ from pydantic import (
 )
 
 from tunelab import registry
-from tunelab.config_checks import HF_NAMES, ConfigKeyError, validate_options, validation_problem
+from tunelab.config_checks import (
+    HF_NAMES,
+    ConfigKeyError,
+    divides_batch_size,
+    validate_options,
+    validation_problem,
+)
+from tunelab.config_files import apply_override, read_yaml
 from tunelab.errors import ConfigError, did_you_mean
 from tunelab.privacy.options import MaskSetting
 
@@ -133,7 +141,8 @@ class TrainingConfig(Section):
     grad_accum: int = Field(default=1, ge=1)
     # examples a forward pass holds, the rest of batch_size by gradient accumulation: fewer
     # activations in memory, the same update; None: the method's (8 for the PEFT methods)
-    micro_batch_size: int | None = Field(default=None, ge=1)
+    micro_batch_size: Annotated[int | None, AfterValidator(divides_batch_size)] = Field(
+        default=None, ge=1)
     # None: the method's default; "find": a learning-rate range test picks it
     lr: float | Literal["find"] | None = None
     # the output layer's own learning rate; None: 1e-3 (or lr if larger) for a new head that
@@ -317,24 +326,6 @@ def _check_keys(raw: Any, model_cls: type[BaseModel], prefix: str = "") -> None:
                          lambda name: f"{prefix}{name}" if name else section)
 
 
-def apply_override(raw: dict[str, Any], assignment: str, flag: str = "--set",
-                   example: str = "training.lr=3e-5") -> None:
-    """Apply one `--set a.b.c=value` override to a raw dict; the value is parsed as YAML."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"{flag} {assignment}: expected KEY=VALUE, for example {example}")
-    parts = key.strip().split(".")
-    node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if isinstance(child, str) and part == "method":
-            child = node[part] = {"name": child}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{flag} {assignment}: '{part}' is a value, not a section")
-        node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
-
-
 def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None
                  ) -> RunConfig:
     """Check and validate a raw config. A bad key is named with where it came from: the
@@ -361,21 +352,6 @@ def _sets(assignment: str, key: str) -> bool:
     """Whether `--set assignment` set `key`, or a section holding it, or a key inside it."""
     target = assignment.partition("=")[0].strip()
     return key == target or key.startswith(f"{target}.") or target.startswith(f"{key}.")
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; create one with `tunelab init {path}`")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid UTF-8; re-save the config as UTF-8") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}{line}: {problem}; fix the YAML syntax") from None
-    return raw or {}
 
 
 def load_config(path: Path, overrides: list[str] | None = None,

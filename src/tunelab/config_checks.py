@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from tunelab.errors import ConfigError
 
@@ -34,6 +34,16 @@ def validation_problem(error: ValidationError, where: Callable[[str], str] = lam
         key = problem.partition(":")[0]
         return ConfigKeyError(key, problem)
     return ConfigKeyError(key, f"{key}: {problem}{shown}")
+
+
+def divides_batch_size(micro: int | None, info: ValidationInfo) -> int | None:
+    """training.micro_batch_size set by the user splits the batch evenly (a method's own
+    size falls back to the largest divisor; see training/plan.py)."""
+    batch = info.data.get("batch_size")
+    if micro and batch and batch % micro:
+        fits = ", ".join(str(d) for d in range(1, batch + 1) if batch % d == 0)
+        raise ValueError(f"does not divide batch_size {batch}; use one of {fits}")
+    return micro
 
 
 class ConfigKeyError(ConfigError):
