@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import write_csv
 from test_cli import run_cli
@@ -302,3 +303,25 @@ def test_prompt_lm_scores_label_words_with_the_packaged_language_model(
         assert new["probabilities"] == pytest.approx(row["probabilities"], abs=1e-4)
     with pytest.raises(ExportError, match="prompt-lm scores each label with a language model"):
         tunelab.api.export(result.run_dir)
+
+
+def test_prompt_lm_scores_every_answer_as_its_own_continuation_of_the_prompt() -> None:
+    """The answers run packed in one sequence after the prompt's cache; each answer's score
+    must be what the language model gives that answer alone after the prompt."""
+    from tunelab.methods.prompt_lm import PromptClassifier, PromptOptions, load_lm
+
+    lm, tokenizer = load_lm("smollm2")
+    labels = ["card_arrival", "exchange_rate", "refund_not_showing_up", "pin_blocked", "fee"]
+    classifier = PromptClassifier(lm, tokenizer, labels, PromptOptions(calibrate=False), [])
+    assert len({len(answer) for answer in classifier.answers}) > 2  # lengths differ
+    text = "I still have not received my new card, when will it come?"
+    prompt = tokenizer.apply_chat_template(classifier._messages(text), tokenize=False,
+                                           add_generation_prompt=True)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    alone = []
+    with torch.no_grad():
+        for answer in classifier.answers:
+            logp = lm(input_ids=torch.tensor([ids + answer])).logits[0].log_softmax(-1)
+            alone.append(sum(float(logp[len(ids) - 1 + j, token])
+                             for j, token in enumerate(answer)))
+    assert classifier._scores(text).tolist() == pytest.approx(alone, abs=1e-3)
