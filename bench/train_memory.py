@@ -175,24 +175,23 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     if full and lora:
         state = 12 * (full[0]["trainable"] - lora[0]["trainable"]) / 2**20
         libraries = sum(r["imports"] for r in full) / len(full)
+        loaded = sum(r["loading"] for r in lora) / len(lora) - libraries
         micro4 = by_variant.get("lora+micro4", [])
         steps4 = (sum(r["training steps"] for r in micro4) / len(micro4) / full_peak
                   if micro4 else float("nan"))
-        lines += ["", f"What a parameter-efficient method saves by itself is the frozen "
-                  f"weights' gradients and AdamW state, 12 bytes each: {state:.0f} MB here. "
-                  f"The rest is shared: the libraries take the first {libraries:.0f} MB, the "
-                  "model, data "
-                  "and Trainer about 100 more. LoRA keeps every adapted layer's input for its "
-                  "own gradient, as full fine-tuning does, and its dropout adds a copy of "
-                  "each, so at whole batches of 32 it takes more than full fine-tuning; in "
-                  "micro-batches of 8 the activations are a quarter as large and the update "
-                  "the same. What is left above the libraries is mostly glibc's heap: a dev "
-                  "evaluation's batches of 64 grow it, and `malloc_trim` gives the free pages "
-                  "back but keeps the address space, which the next evaluation touches again. "
-                  f"So with micro-batches of 4, LoRA's training steps peak lower ({steps4:.2f}x) "
-                  "but "
-                  "its evaluations do not, and only sending large blocks to `mmap` "
-                  "(`mmap128k`) keeps every phase low, at twice the time."]
+        lines += ["", f"What a parameter-efficient method saves by itself is the frozen weights' "
+                  f"gradients and AdamW state, 12 bytes each: {state:.0f} MB here. The rest is "
+                  f"shared: the libraries take the first {libraries:.0f} MB, the model, data and "
+                  f"Trainer {loaded:.0f} more. LoRA keeps every adapted layer's input for its own "
+                  f"gradient, as full fine-tuning does, and its dropout adds a copy of each, so at"
+                  f" whole batches of 32 it takes more than full fine-tuning; in micro-batches of "
+                  f"8 the activations are a quarter as large and the update the same. What is left"
+                  f" above the libraries is mostly glibc's heap: a dev evaluation's batches of 64 "
+                  f"grow it, and `malloc_trim` gives the free pages back but keeps the address "
+                  f"space, which the next evaluation touches again. So with micro-batches of 4, "
+                  f"LoRA's training steps peak lower ({steps4:.2f}x) but its evaluations do not, "
+                  f"and only sending large blocks to `mmap` (`mmap128k`) keeps every phase low, at"
+                  f" twice the time."]
     update_section("train_memory", "## Where training memory goes (`python bench/"
                    "train_memory.py`)\n\n" + "\n".join(lines))
     if full and lora:

@@ -1,4 +1,5 @@
-"""The run config: pydantic models, YAML in and out, dotted overrides, and validation.
+"""The run config: pydantic models and their validation (the YAML file and `--set`
+overrides are read in config_files.py).
 
 The config is the single source of truth for a run. Unknown keys are errors that
 name the closest valid key; bad values are errors that name the field.
